@@ -1,0 +1,1 @@
+"""The REST API (aiohttp), seed-compatible under /api/v1."""

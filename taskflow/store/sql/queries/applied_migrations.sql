@@ -1,0 +1,1 @@
+SELECT version FROM taskflow_schema_migrations

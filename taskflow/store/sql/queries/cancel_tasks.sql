@@ -1,0 +1,1 @@
+SELECT * FROM taskflow_cancel_tasks(%(ids)s::uuid[], %(reason)s)

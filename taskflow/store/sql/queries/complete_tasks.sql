@@ -1,0 +1,1 @@
+SELECT * FROM taskflow_complete(%(ids)s::uuid[], %(fences)s::bigint[], %(results)s::jsonb[])

@@ -1,0 +1,1 @@
+SELECT * FROM taskflow_dag_runs WHERE id = %(id)s

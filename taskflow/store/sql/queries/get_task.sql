@@ -1,0 +1,1 @@
+SELECT * FROM taskflow_tasks WHERE id = %(id)s

@@ -1,0 +1,1 @@
+SELECT idempotency_key, id FROM taskflow_tasks WHERE idempotency_key = ANY (%(keys)s::text[])

@@ -1,0 +1,1 @@
+"""Worker processes: claim tasks, run registered handlers, record results under their fence."""
