@@ -1,0 +1,35 @@
+# The two commands: `make run` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install run dev test unit lint-imports clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Taskflow needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Start PostgreSQL, Redis, the API and 2 workers locally, run the example DAG, show it, stop.
+run: install
+	$(VENV)/bin/taskflow dev --workers 2 --submit deploy/examples/diamond.yaml --exit-when-done
+
+# The same, but keep serving until Ctrl-C.
+dev: install
+	$(VENV)/bin/taskflow dev --workers 2
+
+lint-imports: install
+	$(VENV)/bin/lint-imports
+
+test: install lint-imports
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+clean:
+	rm -rf $(VENV) .taskflow .pytest_cache

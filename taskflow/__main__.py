@@ -1,0 +1,3 @@
+from taskflow.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""Python client of the REST API: `AsyncClient` (aiohttp) and `Client` (the same, blocking).
+
+    async with AsyncClient("http://localhost:8080") as tf:
+        run_id = await tf.submit_dag({"steps": [...], "edges": [...]})
+        run = await tf.wait_dag(run_id)
+"""
+
+from taskflow.client.async_client import AsyncClient, ApiError
+from taskflow.client.sync_client import Client
+
+__all__ = ["ApiError", "AsyncClient", "Client"]

@@ -1,0 +1,1 @@
+"""The Kubernetes operator (TaskDag CRD, worker autoscaling): not built yet, see issue 3."""
