@@ -6,7 +6,6 @@ from taskflow.core.dag import validate_dag
 from taskflow.core.durations import parse_duration
 from taskflow.core.errors import InvalidInput
 from taskflow.core.models import DagEdge, DagStep
-from taskflow.core.status import ALLOWED_TASK_TRANSITIONS
 
 
 def _dag(n: int, edges: list[tuple[str, str]]) -> tuple[list[DagStep], list[DagEdge]]:
@@ -46,11 +45,3 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_duration() -> None:
     with pytest.raises(ValueError, match="Go-style"):
         parse_duration("soon")
-
-
-async def test_transition_table_matches_database(engine) -> None:  # type: ignore[no-untyped-def]
-    async with engine.store._pool.connection() as conn:
-        rows = await (await conn.execute("SELECT from_status, to_status FROM taskflow_task_transitions")).fetchall()
-    db = {(a, b) for a, b in rows}
-    py = {(a.value, b.value) for a, targets in ALLOWED_TASK_TRANSITIONS.items() for b in targets}
-    assert db == py
