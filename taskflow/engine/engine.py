@@ -17,7 +17,7 @@ from uuid import UUID
 import orjson
 
 from taskflow.core.dag import validate_dag
-from taskflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from taskflow.core.errors import Conflict, InvalidInput, PayloadTooLarge, Unavailable
 from taskflow.core.ids import uuid7
 from taskflow.core.models import DagRunView, DagSubmission, TaskPage, TaskSubmission, TaskView
 from taskflow.core.settings import Settings
@@ -264,9 +264,6 @@ class Engine:
         await self._enqueue_new([(retried.id, retried.queue, retried.priority, retried.scheduled_at)])
         return await self.get_task(task_id)
 
-    async def require_task(self, task_id: UUID) -> None:
-        await self.store.get_task(task_id)
-
     async def health(self) -> dict[str, str]:
         """`ok` or the error of each backing service."""
         status: dict[str, str] = {}
@@ -282,5 +279,3 @@ class Engine:
 def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
-
-__all__ = ["Engine", "NotFound"]

@@ -20,7 +20,7 @@ async def test_stale_fence_cannot_complete_after_lease_expiry(engine: Engine, se
     await asyncio.sleep(0.4)  # the paused worker misses its lease
     await Reconciler(engine).expire_leases()
     async with running_worker(engine, settings):
-        task = await eventually(lambda: engine.get_task(task_id), lambda t: t.status == "completed")
+        await eventually(lambda: engine.get_task(task_id), lambda t: t.status == "completed")
     # The paused worker wakes up and reports: refused, the completion stays the new holder's.
     accepted = await engine.record([(paused.id, paused.fence, '"late"')], [])
     assert accepted == set()

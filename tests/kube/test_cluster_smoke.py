@@ -41,7 +41,7 @@ def _in_ci() -> bool:
 def _skip_or_fail(reason: str) -> NoReturn:
     if _in_ci():
         pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)")
-    pytest.skip(reason)
+    pytest.skip(reason=reason)
 
 
 def _pinned_kube_version() -> str:
