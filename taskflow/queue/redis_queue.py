@@ -66,6 +66,7 @@ class RedisQueue:
         self.client = client
         self._claim = client.register_script(_lua("claim"))
         self._enqueue = client.register_script(_lua("enqueue"))
+        self._announced: set[str] = set()  # queues this process already added to QUEUES_KEY
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -84,7 +85,10 @@ class RedisQueue:
         for start in range(0, len(members), _ENQUEUE_CHUNK):
             chunk = members[start : start + _ENQUEUE_CHUNK]
             added += int(await self._enqueue(keys=qk.all(), args=["repair" if repair else "new", *chunk]))
-        await self.client.sadd(keys.QUEUES_KEY, queue)
+        if queue not in self._announced:
+            # Off the hot path: one SADD per queue per process (the set only guides lease pruning).
+            await self.client.sadd(keys.QUEUES_KEY, queue)
+            self._announced.add(queue)
         return added
 
     @_redis_errors_as_unavailable
