@@ -14,8 +14,8 @@ from taskflow.engine.reconciler import Reconciler
 from tests.helpers import eventually
 
 
-def _worker(settings: Settings, worker_id: str, **extra_env: str) -> subprocess.Popen[bytes]:
-    env = {
+def _worker_env(settings: Settings, worker_id: str, **extra_env: str) -> dict[str, str]:
+    return {
         **os.environ,
         "TASKFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
         "TASKFLOW_REDIS_ADDR": settings.redis_addr,
@@ -24,6 +24,10 @@ def _worker(settings: Settings, worker_id: str, **extra_env: str) -> subprocess.
         "TASKFLOW_POLL_INTERVAL": "50ms",
         **extra_env,
     }
+
+
+def _worker(settings: Settings, worker_id: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = _worker_env(settings, worker_id, **extra_env)
     return subprocess.Popen([sys.executable, "-m", "taskflow", "--log-level", "WARNING", "worker"], env=env)
 
 
@@ -64,3 +68,40 @@ async def test_sigterm_hands_back_unfinished_tasks(engine: Engine, settings: Set
     task = await engine.get_task(task_id)
     assert task.status == "queued" and task.retry_count == 0
     assert [a.outcome for a in task.attempts] == ["handed_back"]
+
+
+async def test_worker_paused_past_its_lease_cannot_record_late_completion(
+    engine: Engine, settings: Settings
+) -> None:
+    task_id = await engine.submit_task(TaskSubmission(type="sleep", payload={"seconds": 2.0}, max_retries=3))
+    paused = subprocess.Popen(
+        [sys.executable, "-m", "taskflow", "--log-level", "INFO", "worker"],
+        env=_worker_env(settings, "paused"),
+        stderr=subprocess.PIPE,
+    )
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        await eventually(lambda: engine.get_task(task_id), lambda t: t.status == "running", what="the task to start")
+        paused.send_signal(signal.SIGSTOP)
+        survivor = _worker(settings, "survivor")
+        reconciler = Reconciler(engine)
+
+        async def probe():  # type: ignore[no-untyped-def]
+            await reconciler.tick()
+            return await engine.get_task(task_id)
+
+        done = await eventually(probe, lambda t: t.status == "completed", timeout=30, what="reclaim and completion")
+        paused.send_signal(signal.SIGCONT)
+        paused.send_signal(signal.SIGTERM)
+        _, stderr = paused.communicate(timeout=30)
+    finally:
+        for process in (paused, survivor):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.send_signal(signal.SIGTERM)
+                process.wait(20)
+    log = stderr.decode()
+    assert f"lost the lease of task {task_id}" in log or ", 1 refused" in log, log
+    after = await engine.get_task(task_id)
+    assert after.status == "completed" and after.finished_at == done.finished_at
+    assert [(a.worker_id, a.outcome) for a in after.attempts] == [("paused", "lease_expired"), ("survivor", "completed")]
