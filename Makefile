@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run dev test unit lint-imports clean
+.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Taskflow needs Python 3.11 or newer"'
@@ -25,7 +25,15 @@ dev: install
 lint-imports: install
 	$(VENV)/bin/lint-imports
 
-test: install lint-imports
+# The chart's CRD copy, the Dockerfiles (hadolint) and the Helm chart (helm lint --strict).
+lint-chart: install
+	VENV_BIN=$(VENV)/bin bash scripts/lint-packaging.sh
+
+# Copy crds/*.yaml into charts/taskflow/crds/ after changing a CRD.
+sync-crds:
+	bash scripts/sync-chart-crds.sh
+
+test: install lint-imports lint-chart
 	$(PY) -m pytest
 
 unit: install
