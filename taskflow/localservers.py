@@ -155,8 +155,11 @@ class PostgresServer:
     def is_running(self) -> bool:
         return _postmaster(self.pgdata) is not None
 
-    def create_database(self, name: str, template: str | None = None) -> str:
-        """Create database `name` (a copy of `template` if given) and return its DSN."""
+    def create_database(self, name: str, template: str | None = None, *, exist_ok: bool = False) -> str:
+        """Create database `name` (a copy of `template` if given) and return its DSN.
+
+        With `exist_ok`, a database of that name that is already there is kept as it is.
+        """
         args = [str(_pg_bin_dir() / "createdb"), "--no-password", "-h", "127.0.0.1"]
         args += ["-p", str(self.port), "-U", "postgres"]
         if template is not None:
@@ -166,7 +169,7 @@ class PostgresServer:
             stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_env_without_pg_vars(),
             timeout=_TIMEOUT_S, check=False,
         )
-        if result.returncode != 0:
+        if result.returncode != 0 and not (exist_ok and "already exists" in result.stderr):
             raise RuntimeError(
                 f"Could not create database {name!r} on 127.0.0.1:{self.port}: "
                 f"{result.stderr.strip()}\nIs the server running? Does the name already exist? "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,16 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psycopg
-
 from taskflow.localservers import PostgresServer, RedisServer, start_postgres, start_redis
-
-
-def _database(server: PostgresServer, name: str) -> str:
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            return server.create_database(name)
-    return server.dsn.rsplit("/", 1)[0] + "/" + name
 
 
 def _wait_http(url: str, timeout: float, api: subprocess.Popen[bytes]) -> None:
@@ -43,12 +35,12 @@ def _wait_http(url: str, timeout: float, api: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"taskflow dev: the API did not answer at {url} within {timeout:.0f}s")
 
 
-def _show_progress(url: str, file: Path) -> int:
+def _show_progress(url: str, file: Path, token: str | None) -> int:
     from taskflow.cli.main import load_submission
     from taskflow.client import AsyncClient
 
     async def go() -> int:
-        async with AsyncClient(url) as tf:
+        async with AsyncClient(url, token=token) as tf:
             body = load_submission(file)
             if "steps" not in body:
                 task = await tf.wait_task(await tf.enqueue_task(**body))
@@ -71,6 +63,25 @@ def _show_progress(url: str, file: Path) -> int:
     return asyncio.run(go())
 
 
+def _dev_token(env: dict[str, str], data_dir: Path) -> str | None:
+    """Unless the caller configured API auth, generate a token for this run (the API stays protected in dev).
+
+    The token goes to <data-dir>/api-tokens (mode 0600) for the API process, to our own client, and into
+    dev.env as TASKFLOW_API_TOKEN for the CLI in other shells. Returns the client's token (None: auth off).
+    """
+    if "TASKFLOW_AUTH_TOKENS_FILE" in env or env.get("TASKFLOW_AUTH_MODE", "tokens") != "tokens":
+        return env.get("TASKFLOW_API_TOKEN") or None
+    token = secrets.token_urlsafe(32)
+    path = data_dir / "api-tokens"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"{token} taskflow-dev\n")
+    env["TASKFLOW_AUTH_MODE"] = "tokens"
+    env["TASKFLOW_AUTH_TOKENS_FILE"] = str(path)
+    env["TASKFLOW_API_TOKEN"] = token
+    return token
+
+
 def run_dev(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,10 +92,11 @@ def run_dev(args: argparse.Namespace) -> int:
     try:
         if "TASKFLOW_POSTGRES_DSN" not in env:
             pg = start_postgres(data_dir / "postgres")
-            env["TASKFLOW_POSTGRES_DSN"] = _database(pg, "taskflow")
+            env["TASKFLOW_POSTGRES_DSN"] = pg.create_database("taskflow", exist_ok=True)
         if "TASKFLOW_REDIS_ADDR" not in env:
             rs = start_redis(data_dir / "redis")
             env["TASKFLOW_REDIS_ADDR"] = rs.addr
+        token = _dev_token(env, data_dir)
         env["TASKFLOW_HTTP_PORT"] = str(args.port)
         env.setdefault("TASKFLOW_HTTP_HOST", "127.0.0.1")
         url = f"http://127.0.0.1:{args.port}"
@@ -92,7 +104,9 @@ def run_dev(args: argparse.Namespace) -> int:
         env_file.write_text(
             "".join(f"export {k}={env[k]}\n" for k in ("TASKFLOW_POSTGRES_DSN", "TASKFLOW_REDIS_ADDR"))
             + f"export TASKFLOW_API_URL={url}\n"
+            + (f"export TASKFLOW_API_TOKEN={token}\n" if token else "")
         )
+        env_file.chmod(0o600)
         print(f"PostgreSQL: {env['TASKFLOW_POSTGRES_DSN']}\nRedis:      {env['TASKFLOW_REDIS_ADDR']}")
         me = [sys.executable, "-m", "taskflow", "--log-level", "WARNING"]
         children.append(subprocess.Popen([*me, "api"], env=env))
@@ -101,7 +115,7 @@ def run_dev(args: argparse.Namespace) -> int:
             children.append(subprocess.Popen([*me, "worker"], env={**env, "TASKFLOW_WORKER_ID": f"dev-worker-{i}"}))
         print(f"API:        {url}   ({args.workers} workers; `source {env_file}` in another shell)")
         if args.submit:
-            code = _show_progress(url, args.submit)
+            code = _show_progress(url, args.submit, token)
             if args.exit_when_done:
                 return code
         print("Ctrl-C stops everything.")

@@ -7,72 +7,15 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from taskflow.core.settings import Settings
 from taskflow.localservers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "examples"
-
-
-def _server_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TASKFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
-        "TASKFLOW_REDIS_ADDR": settings.redis_addr,
-        "TASKFLOW_LOCK_TTL": "2s",
-        "TASKFLOW_POLL_INTERVAL": "50ms",
-        "TASKFLOW_BACKOFF_BASE": "0.05",
-        "TASKFLOW_BACKOFF_CAP": "0.2",
-        "TASKFLOW_RECONCILE_INTERVAL": "0.2",
-    }
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, f"the API process exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not become ready within {timeout}s")
-        time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-@pytest.fixture
-def api_url(settings: Settings) -> Iterator[str]:
-    port = free_port()
-    env = _server_env(settings)
-    quiet = [sys.executable, "-m", "taskflow", "--log-level", "WARNING"]
-    api = subprocess.Popen([*quiet, "api", "--port", str(port)], env=env)
-    worker = subprocess.Popen([*quiet, "worker", "--concurrency", "4"], env={**env, "TASKFLOW_WORKER_ID": "cli-worker"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, api)
-        yield url
-    finally:
-        _stop(worker)
-        _stop(api)
 
 
 def taskflow(url: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

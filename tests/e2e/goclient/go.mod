@@ -1,0 +1,3 @@
+module taskflow.test/goclient
+
+go 1.22
