@@ -1,0 +1,419 @@
+"""The Helm chart against the real helm binary and a real kube-apiserver.
+
+`helm lint` / `helm template` with the default values and every charts/taskflow/ci/*.yaml; the
+values schema refusing bad values; the rendered chart accepted by the API server
+(`kubectl apply --dry-run=server`); `helm install` creating what the operator needs; `helm
+upgrade` keeping the autoscaler's replica counts and the generated database password; and least
+privilege proven with a real token of the chart's operator ServiceAccount (`kubectl auth can-i`).
+
+There is no controller-manager: Deployments get no pods, so nothing here runs a container.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kube.cluster import KubeTestCluster
+
+pytestmark = [pytest.mark.kube]
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "taskflow"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+# The defaults leave the databases to the user; the smallest working set of values.
+MINIMAL = ["--set", "postgresql.external.host=db.example", "--set", "redis.external.addr=redis.example:6379"]
+
+Manifest = dict[str, Any]
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def helm(kube_binaries: Path, cluster: KubeTestCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """Run the cached helm against the test cluster, with its state dirs in a temp dir."""
+    home = tmp_path_factory.mktemp("helm")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(kube_binaries / "helm"), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}{result.stdout}")
+        return result
+
+    return run
+
+
+def render(helm: Helm, *values: str, namespace: str = "taskflow") -> list[Manifest]:
+    out = helm("template", "tf", str(CHART), "--namespace", namespace, *values).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def values_args(path: Path | None) -> list[str]:
+    return MINIMAL if path is None else ["-f", str(path)]
+
+
+def by_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def env_of(container: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def workers(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        d for d in by_kind(manifests, "Deployment") if d["metadata"]["labels"].get("taskflow.io/component") == "worker"
+    ]
+
+
+# --- lint and template -----------------------------------------------------------------------
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: "defaults" if v is None else v.stem)
+def test_lint_and_template(helm: Helm, values: Path | None) -> None:
+    helm("lint", "--strict", str(CHART), *values_args(values))
+    manifests = render(helm, *values_args(values))
+    kinds = {m["kind"] for m in manifests}
+    assert {"Deployment", "Service", "ServiceAccount", "ClusterRole", "PodDisruptionBudget"} <= kinds
+    assert "HorizontalPodAutoscaler" not in kinds, "the operator scales workers; an HPA would fight it"
+    check_pod_security(manifests)
+    check_rbac(manifests)
+    check_workers(manifests)
+    check_no_literal_secrets(manifests)
+
+
+def check_pod_security(manifests: list[Manifest]) -> None:
+    """Pod security standard "restricted" for every workload, /tmp writable on a read-only root."""
+    for workload in by_kind(manifests, "Deployment") + by_kind(manifests, "StatefulSet"):
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert "resources" in container and container["resources"].get("requests"), name
+        if workload["kind"] == "Deployment":  # ours: uid 10001 and an emptyDir on /tmp
+            assert pod["securityContext"]["runAsUser"] == 10001, name
+            (container,) = pod["containers"]
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], name
+            assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"]), name
+
+
+def check_rbac(manifests: list[Manifest]) -> None:
+    """No wildcard anywhere, no Secrets, and only the workers' ServiceAccount has no binding."""
+    for role in by_kind(manifests, "ClusterRole") + by_kind(manifests, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {rule}"
+            assert "secrets" not in rule["resources"], f"{role['metadata']['name']} grants Secrets: {rule}"
+            assert not {"create", "delete", "deletecollection"} & set(rule["verbs"]) or rule["resources"] in (
+                ["events"],
+                ["leases"],
+            ), f"{role['metadata']['name']}: the operator creates nothing but Events and Leases: {rule}"
+            assert "nonResourceURLs" not in rule and "escalate" not in rule["verbs"] and "bind" not in rule["verbs"]
+    bound = {
+        s["name"]
+        for b in by_kind(manifests, "ClusterRoleBinding") + by_kind(manifests, "RoleBinding")
+        for s in b["subjects"]
+    }
+    accounts = {sa["metadata"]["name"]: sa for sa in by_kind(manifests, "ServiceAccount")}
+    assert bound == {"tf-taskflow-operator"}, bound
+    assert accounts["tf-taskflow-worker"]["automountServiceAccountToken"] is False
+
+
+def check_workers(manifests: list[Manifest]) -> None:
+    deployments = workers(manifests)
+    assert deployments, "no worker Deployment rendered"
+    for deployment in deployments:
+        annotations = deployment["metadata"]["annotations"]
+        queues = annotations["taskflow.io/queues"].split(",")
+        low, high = int(annotations["taskflow.io/min-replicas"]), int(annotations["taskflow.io/max-replicas"])
+        assert 0 <= low <= high and int(annotations["taskflow.io/target-per-replica"]) >= 1
+        assert deployment["spec"]["replicas"] == low  # fresh install: nothing live to keep
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] == "tf-taskflow-worker"
+        (container,) = pod["containers"]
+        args = container["args"]
+        assert args[0] == "worker"
+        assert [args[i + 1] for i, a in enumerate(args) if a == "--queue"] == queues
+        assert "--concurrency" in args
+        env = env_of(container)
+        assert env["TASKFLOW_WORKER_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        grace = int(env["TASKFLOW_SHUTDOWN_GRACE"]["value"])
+        # The pod is killed only after the worker's own drain grace plus a margin to hand back.
+        assert pod["terminationGracePeriodSeconds"] >= grace + 5
+
+
+def check_no_literal_secrets(manifests: list[Manifest]) -> None:
+    for workload in by_kind(manifests, "Deployment") + by_kind(manifests, "StatefulSet"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            for name, entry in env_of(container).items():
+                if "PASSWORD" in name or name == "TASKFLOW_POSTGRES_DSN" and "value" not in entry:
+                    assert set(entry["valueFrom"]) == {"secretKeyRef"}, f"{name} must come from a Secret"
+                value = entry.get("value", "")
+                if "://" in value and "@" in value:  # a URL with user info: no password in it
+                    userinfo = value.split("://", 1)[1].split("@", 1)[0]
+                    assert ":" not in userinfo, f"{name} carries a password in plain text: {value}"
+
+
+def test_eks_values_use_tls_for_rds_and_elasticache(helm: Helm) -> None:
+    manifests = render(helm, "-f", str(CHART / "ci" / "eks-values.yaml"))
+    for deployment in by_kind(manifests, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = env_of(container)
+        assert env["PGSSLMODE"]["value"] == "verify-full"
+        ca = env["PGSSLROOTCERT"]["value"]
+        mount = next(m for m in container["volumeMounts"] if ca.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["configMap"]["name"] == "rds-ca-bundle" and ca.endswith("/global-bundle.pem")
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "taskflow-db", "key": "password"}
+        assert env["TASKFLOW_REDIS_TLS"]["value"] == "true"
+        assert env["TASKFLOW_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "taskflow-redis"
+    etl = next(d for d in workers(manifests) if d["metadata"]["name"].endswith("-etl"))
+    (container,) = etl["spec"]["template"]["spec"]["containers"]
+    assert container["image"].endswith("/acme-etl-worker:2.3.1")
+    assert container["args"][-2:] == ["--import", "acme_etl.handlers"]
+    assert etl["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120 + 15
+    assert env_of(container)["TASKFLOW_SHUTDOWN_GRACE"]["value"] == "120"
+    assert etl["metadata"]["annotations"]["taskflow.io/queues"] == "etl,etl-high"
+
+
+def test_restricted_values_use_roles_in_the_watched_namespaces(helm: Helm) -> None:
+    manifests = render(helm, "-f", str(CHART / "ci" / "restricted-values.yaml"))
+    (cluster_role,) = by_kind(manifests, "ClusterRole")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "namespaces",
+        "customresourcedefinitions",
+    }, "restricted to namespaces, the ClusterRole keeps only the cluster-scoped reads"
+    role_namespaces = {r["metadata"]["namespace"] for r in by_kind(manifests, "Role") if "taskdags" in str(r)}
+    assert role_namespaces == {"team-a", "team-b", "taskflow"}
+    operator = next(d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"] == "tf-taskflow-operator")
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["operator", "--api"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--namespace"] == ["team-a", "team-b", "taskflow"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set-json", 'workers=[{"name": "w", "queues": []}]'], "minItems"),
+        (["--set-json", 'workers=[{"name": "Bad_Name", "queues": ["q"]}]'], "does not match pattern"),
+        (["--set-json", 'workers=[{"name": "w", "queues": ["bad queue"]}]'], "does not match pattern"),
+        (["--set-json", 'workers=[{"name": "w", "queues": ["q"], "imports": ["not a module"]}]'], "does not match"),
+        (["--set-json", 'workers=[{"name": "w", "queues": ["q"], "replicas": 3}]'], "additional properties"),
+        (["--set", "workerDefaults.concurrency=0"], "minimum"),
+        (["--set", "postgresql.sslmode=maybe"], "value must be one of"),
+        (["--set", "postgresql.sslmode=verify-full"], "postgresql/caBundle"),
+        (["--set", "image.operator.pullPolicy=Sometimes"], "value must be one of"),
+        (["--set", "redis.external.addr=just-a-host"], "does not match pattern"),
+        (["--set", "operatr.replicas=2"], "additional properties 'operatr' not allowed"),
+        (["--set-json", 'workers=[{"name": "w", "queues": ["q"], "minReplicas": 9, "maxReplicas": 2}]'],
+         "minReplicas (9) is above maxReplicas (2)"),
+        (["--set-json", 'workers=[{"name": "w", "queues": ["q"]}, {"name": "w", "queues": ["r"]}]'],
+         'the name "w" is used twice'),
+        ([], "set postgresql.external.host"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_values_are_refused(helm: Helm, values: list[str], message: str) -> None:
+    base = [] if not values else MINIMAL
+    result = helm("template", "tf", str(CHART), *base, *values, check=False)
+    assert result.returncode != 0, f"helm accepted {values}"
+    assert message in result.stderr, result.stderr
+
+
+# --- against the API server ------------------------------------------------------------------
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: "defaults" if v is None else v.stem)
+def test_rendered_chart_passes_server_side_dry_run(helm: Helm, cluster: KubeTestCluster, values: Path | None) -> None:
+    namespace = unique("tf-dry")
+    cluster.kubectl("create", "namespace", namespace)
+    for team in ("team-a", "team-b"):  # restricted-values.yaml binds Roles there
+        cluster.kubectl("create", "namespace", team, check=False)
+    out = helm("template", "tf", str(CHART), "--namespace", namespace, "--include-crds", *values_args(values)).stdout
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=out)
+    assert "(server dry run)" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(helm: Helm, cluster: KubeTestCluster) -> Iterator[tuple[str, str]]:
+    """The chart installed by `helm install` (in-cluster databases), watching all namespaces."""
+    namespace = unique("tf-all")
+    cluster.kubectl("create", "namespace", namespace)
+    result = helm("install", "tf", str(CHART), "--namespace", namespace, "-f", str(CHART / "ci" / "in-cluster-values.yaml"))
+    yield namespace, result.stdout
+    helm("uninstall", "tf", "--namespace", namespace, check=False)
+
+
+def test_install_creates_what_the_operator_needs(cluster: KubeTestCluster, installed: tuple[str, str]) -> None:
+    namespace, output = installed
+    assert "STATUS: deployed" in output and "kubectl get tdag" in output  # NOTES.txt
+    crd = json.loads(cluster.kubectl("get", "crd", "taskdags.taskflow.io", "-o", "json").stdout)
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert crd["spec"]["names"]["shortNames"] == ["tdag"]
+
+    deployments = json.loads(cluster.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
+    names = {d["metadata"]["name"]: d for d in deployments}
+    assert set(names) == {"tf-taskflow-operator", "tf-taskflow-worker-default"}
+    worker = names["tf-taskflow-worker-default"]
+    assert worker["metadata"]["labels"]["taskflow.io/component"] == "worker"
+    assert worker["metadata"]["annotations"]["taskflow.io/queues"] == "default"
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 10001 and pod["automountServiceAccountToken"] is False
+
+    for kind in ("statefulset", "service", "secret", "poddisruptionbudget", "serviceaccount", "role", "rolebinding"):
+        assert cluster.kubectl("get", kind, "-n", namespace, "-o", "name").stdout.strip(), f"no {kind} installed"
+    cluster.kubectl("get", "clusterrole", f"tf-taskflow-operator-{namespace}")
+
+
+def test_upgrade_keeps_autoscaled_replicas_and_the_generated_password(
+    helm: Helm, cluster: KubeTestCluster, installed: tuple[str, str]
+) -> None:
+    namespace, _ = installed
+
+    def password() -> str:
+        out = cluster.kubectl("get", "secret", "tf-taskflow-postgresql", "-n", namespace, "-o", "json").stdout
+        return base64.b64decode(json.loads(out)["data"]["password"]).decode()
+
+    before = password()
+    assert len(before) == 32
+    # What the operator's autoscaler does: set spec.replicas through the scale subresource.
+    cluster.kubectl("scale", "deployment", "tf-taskflow-worker-default", "-n", namespace, "--replicas=4")
+    helm("upgrade", "tf", str(CHART), "--namespace", namespace, "--reuse-values", "--set", "operator.replicas=2")
+    worker = json.loads(
+        cluster.kubectl("get", "deployment", "tf-taskflow-worker-default", "-n", namespace, "-o", "json").stdout
+    )
+    assert worker["spec"]["replicas"] == 4, "helm upgrade must not undo the operator's scaling"
+    operator = json.loads(
+        cluster.kubectl("get", "deployment", "tf-taskflow-operator", "-n", namespace, "-o", "json").stdout
+    )
+    assert operator["spec"]["replicas"] == 2
+    assert password() == before, "helm upgrade must not change the in-cluster PostgreSQL password"
+
+
+# --- least privilege, with the chart's own ServiceAccount ----------------------------------------
+OPERATOR_NEEDS = [
+    *[(verb, "taskdags.taskflow.io") for verb in ("get", "list", "watch", "patch", "update")],
+    *[(verb, "taskdags.taskflow.io/status") for verb in ("get", "patch", "update")],
+    *[(verb, "events") for verb in ("create", "patch")],
+    *[(verb, "events.events.k8s.io") for verb in ("create", "patch")],
+    *[(verb, "deployments.apps") for verb in ("get", "list", "watch", "patch")],
+    *[(verb, "deployments.apps/scale") for verb in ("get", "patch", "update")],
+    *[(verb, "pods") for verb in ("get", "list", "watch", "patch")],
+]
+OPERATOR_MUST_NOT = [
+    *[(verb, "secrets") for verb in ("get", "list", "watch", "create", "update", "patch", "delete")],
+    ("create", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("delete", "pods"),
+    ("create", "pods"),
+    ("create", "pods/exec"),
+    ("get", "configmaps"),
+    ("delete", "taskdags.taskflow.io"),
+    ("create", "taskdags.taskflow.io"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "serviceaccounts/token"),
+    ("impersonate", "users"),
+]
+LEASES = [(verb, "leases.coordination.k8s.io") for verb in ("get", "list", "watch", "create", "update", "patch")]
+CLUSTER_READS = [
+    ("list", "namespaces"),
+    ("watch", "namespaces"),
+    *[(verb, "customresourcedefinitions.apiextensions.k8s.io") for verb in ("get", "list", "watch")],
+]
+CLUSTER_MUST_NOT = [("get", "secrets"), ("delete", "namespaces"), ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+                    ("create", "clusterroles.rbac.authorization.k8s.io"), ("get", "nodes")]
+
+
+def can_i(
+    cluster: KubeTestCluster, kubeconfig: Path, checks: list[tuple[str, str, str | None]]
+) -> dict[tuple[str, str, str | None], bool]:
+    """`kubectl auth can-i VERB RESOURCE [-n NS | -A]` for each check, as the kubeconfig's identity."""
+
+    def one(check: tuple[str, str, str | None]) -> bool:
+        verb, resource, namespace = check
+        scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+        # `can-i get pods/x` would ask about the pod named x: subresources go in --subresource.
+        resource, _, subresource = resource.partition("/")
+        if subresource:
+            scope.append(f"--subresource={subresource}")
+        result = cluster.kubectl("auth", "can-i", verb, resource, *scope, kubeconfig=kubeconfig, check=False)
+        answer = result.stdout.strip()
+        assert answer in {"yes", "no"}, f"kubectl auth can-i {verb} {resource}: {result.stderr}{answer}"
+        return answer == "yes"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(checks, pool.map(one, checks), strict=True))
+
+
+def assert_answers(answers: dict[tuple[str, str, str | None], bool], expected: bool) -> None:
+    wrong = [check for check, answer in answers.items() if answer != expected]
+    assert not wrong, f"kubectl auth can-i should say {'yes' if expected else 'no'} for: {wrong}"
+
+
+def test_operator_service_account_has_exactly_what_it_needs(
+    cluster: KubeTestCluster, installed: tuple[str, str]
+) -> None:
+    namespace, _ = installed
+    token = cluster.token_for_service_account(namespace, "tf-taskflow-operator", create=False)
+    kubeconfig = cluster.kubeconfig_for_token(token, user="taskflow-operator")
+    elsewhere = unique("tf-other")  # all-namespaces mode: any namespace works, existing or not
+    yes = [(v, r, ns) for v, r in OPERATOR_NEEDS for ns in (namespace, elsewhere)]
+    yes += [(v, r, namespace) for v, r in LEASES] + [(v, r, None) for v, r in CLUSTER_READS]
+    no = [(v, r, ns) for v, r in OPERATOR_MUST_NOT for ns in (namespace, elsewhere)]
+    no += [(v, r, elsewhere) for v, r in LEASES] + [(v, r, None) for v, r in CLUSTER_MUST_NOT]
+    assert_answers(can_i(cluster, kubeconfig, yes), True)
+    assert_answers(can_i(cluster, kubeconfig, no), False)
+
+    worker_token = cluster.token_for_service_account(namespace, "tf-taskflow-worker", create=False)
+    worker_config = cluster.kubeconfig_for_token(worker_token, user="taskflow-worker")
+    worker_checks = [(v, r, namespace) for v, r in OPERATOR_NEEDS + LEASES + [("get", "secrets")]]
+    assert_answers(can_i(cluster, worker_config, worker_checks), False)
+
+
+def test_restricted_install_grants_only_the_watched_namespaces(helm: Helm, cluster: KubeTestCluster) -> None:
+    namespace, team_a, team_b, outside = (unique(p) for p in ("tf-ns", "team-a", "team-b", "outside"))
+    for ns in (namespace, team_a, team_b):
+        cluster.kubectl("create", "namespace", ns)
+    helm(
+        "install", "tf", str(CHART), "--namespace", namespace, *MINIMAL,
+        "--set", f"watchNamespaces={{{team_a},{team_b}}}", "--set", "operator.replicas=1",
+    )
+    try:
+        token = cluster.token_for_service_account(namespace, "tf-taskflow-operator", create=False)
+        kubeconfig = cluster.kubeconfig_for_token(token, user="taskflow-operator-restricted")
+        yes = [(v, r, ns) for v, r in OPERATOR_NEEDS for ns in (team_a, team_b, namespace)]
+        yes += [(v, r, None) for v, r in CLUSTER_READS]
+        no = [(v, r, outside) for v, r in OPERATOR_NEEDS] + [(v, r, None) for v, r in OPERATOR_NEEDS]
+        no += [(v, r, ns) for v, r in OPERATOR_MUST_NOT for ns in (team_a, namespace)]
+        assert_answers(can_i(cluster, kubeconfig, yes), True)
+        assert_answers(can_i(cluster, kubeconfig, no), False)
+    finally:
+        helm("uninstall", "tf", "--namespace", namespace, check=False)
