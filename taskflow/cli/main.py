@@ -1,9 +1,10 @@
-"""`taskflow` command line: dev, api, worker, migrate, submit, get, cancel, dlq."""
+"""`taskflow` command line: dev, api, worker, migrate, operator, submit, get, cancel, dlq."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -101,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations (safe with several replicas)")
 
+    op = sub.add_parser("operator", help="run the Kubernetes operator (TaskDag resources, worker autoscaling)")
+    op.add_argument("--api", action="store_true", help="also serve the REST API (else only /health and /ready)")
+    op.add_argument("--port", type=int, help="HTTP port (default TASKFLOW_HTTP_PORT)")
+    op.add_argument("--namespace", action="append", dest="namespaces", help="watch this namespace (repeat); default all")
+    op.add_argument("--leader-elect", action="store_true", default=None, help="HA: lead through a Lease")
+    op.add_argument("--lease-name")
+    op.add_argument("--lease-namespace", help="default: env POD_NAMESPACE, else 'default'")
+    op.add_argument("--no-reconcile", action="store_true")
+
     for name, helptext in (("submit", "submit a DAG or task file"), ("get", "show a task or DAG run"),
                            ("cancel", "cancel a task or DAG run"), ("dlq", "list or retry dead-lettered tasks")):
         c = sub.add_parser(name, help=helptext)
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(serve_worker(_settings(queues=args.queues, concurrency=args.concurrency, imports=args.imports)))
             return 0
+        if args.command == "operator":
+            return _operator(args)
         if args.command == "migrate":
             return asyncio.run(_migrate(_settings()))
         return asyncio.run(_client_call(args))
@@ -144,6 +156,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from taskflow.operator.config import OperatorSettings
+    from taskflow.operator.main import run_operator
+
+    settings = _settings(http_port=args.port)
+    overrides = {"namespaces": args.namespaces, "leader_elect": args.leader_elect,
+                 "lease_name": args.lease_name, "lease_namespace": args.lease_namespace}
+    try:
+        op = OperatorSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise SystemExit(f"taskflow: bad operator setting: {exc}") from None
+    web_app = None
+    if args.api:
+        from taskflow.api.app import create_app
+
+        web_app = functools.partial(create_app, settings=settings)
+    return asyncio.run(run_operator(settings, op, web_app=web_app, reconcile=not args.no_reconcile))
 
 
 async def _migrate(settings: Settings) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
@@ -162,6 +162,50 @@ class RedisQueue:
             pipe.zcard(qk.leases)
             ready, delayed, leased = await pipe.execute()
         return {"ready": int(ready), "delayed": int(delayed), "leased": int(leased)}
+
+    @_redis_errors_as_unavailable
+    async def load(self, queue: str, horizon_ms: int) -> dict[str, int]:
+        """Depth plus `due_soon`: delayed tasks whose time comes within `horizon_ms` (autoscaler pre-warm)."""
+        qk = keys.QueueKeys.of(queue)
+        now_s, now_us = await self.client.time()
+        until = int(now_s) * 1000 + int(now_us) // 1000 + horizon_ms
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(qk.ready)
+            pipe.zcard(qk.delayed)
+            pipe.zcard(qk.leases)
+            pipe.zcount(qk.delayed, "-inf", until)
+            ready, delayed, leased, due_soon = await pipe.execute()
+        return {"ready": int(ready), "delayed": int(delayed), "leased": int(leased), "due_soon": int(due_soon)}
+
+    @_redis_errors_as_unavailable
+    async def worker_states(self, worker_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Last heartbeat of each named worker (queues, concurrency, busy, seen_ms); absent if it expired."""
+        if not worker_ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for worker_id in worker_ids:
+                pipe.hgetall(keys.worker_key(worker_id))
+            states = await pipe.execute()
+        return {w: dict(s) for w, s in zip(worker_ids, states, strict=True) if s}
+
+    async def events(self, poll_s: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        """Yield the notifications published on the events channel until cancelled.
+
+        Notifications published while not subscribed are lost: callers repair from PostgreSQL.
+        Raises `Unavailable` when the subscription breaks; subscribe again after a pause.
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.EVENTS_CHANNEL)
+            while True:
+                # A bounded wait, not listen(): the client's socket timeout would end an idle listen().
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
+                if message is not None and message.get("type") == "message":
+                    yield orjson.loads(message["data"])
+        except RedisError as exc:
+            raise Unavailable(f"Redis is unavailable: {exc}") from exc
+        finally:
+            await pubsub.aclose()
 
     @_redis_errors_as_unavailable
     async def ensure_epoch(self, candidate: str) -> str:
