@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean
+.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean bench bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Taskflow needs Python 3.11 or newer"'
@@ -38,6 +38,18 @@ test: install lint-imports lint-chart
 
 unit: install
 	$(PY) -m pytest tests/unit
+
+# Taskflow vs Dramatiq, Celery, RQ and arq on this machine (bench/README.md). Writes bench/results/.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.run
+
+# One trial, smaller sizes, durable profile only: about 5 minutes.
+bench-quick: $(VENV)/.bench-installed
+	$(PY) -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) .taskflow .pytest_cache
