@@ -303,8 +303,8 @@ async def reconcile_once(pg_dsn: str, redis_addr: str) -> None:
         await engine.close()
 
 
-async def redis_view(redis_addr: str) -> tuple[set[UUID], set[UUID]]:
-    """(task ids Redis holds as due: ready or delayed, task ids with an unexpired Redis lease)."""
+async def redis_view(redis_addr: str, *, all_leases: bool = False) -> tuple[set[UUID], set[UUID]]:
+    """(task ids Redis holds as due: ready or delayed, task ids with an unexpired Redis lease, or any)."""
     host, _, port = redis_addr.rpartition(":")
     client = aioredis.Redis(host=host, port=int(port), decode_responses=True)
     try:
@@ -316,7 +316,8 @@ async def redis_view(redis_addr: str) -> tuple[set[UUID], set[UUID]]:
             qk = QueueKeys.of(queue)
             for key in (qk.ready, qk.delayed):
                 due.update(UUID(m.split(":", 2)[1]) for m in await client.zrange(key, 0, -1))
-            leased.update(UUID(m) for m in await client.zrangebyscore(qk.leases, now_ms + 1, "+inf"))
+            low = "-inf" if all_leases else now_ms + 1
+            leased.update(UUID(m) for m in await client.zrangebyscore(qk.leases, low, "+inf"))
         return due, leased
     finally:
         await client.aclose()
