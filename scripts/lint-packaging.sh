@@ -29,7 +29,8 @@ helm="$(tail -n1 <<<"${binaries}")/helm"
 
 # The defaults need a PostgreSQL and a Redis to point at; the ci/ files cover the other shapes.
 "${helm}" lint --strict charts/taskflow \
-    --set postgresql.external.host=db.example --set redis.external.addr=redis.example:6379
+    --set postgresql.external.host=db.example --set redis.external.addr=redis.example:6379 \
+    --set api.auth.tokensSecret.name=taskflow-api-tokens
 for values in charts/taskflow/ci/*.yaml; do
     "${helm}" lint --strict charts/taskflow -f "${values}"
 done

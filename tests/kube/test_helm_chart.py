@@ -32,7 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "taskflow"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 # The defaults leave the databases to the user; the smallest working set of values.
-MINIMAL = ["--set", "postgresql.external.host=db.example", "--set", "redis.external.addr=redis.example:6379"]
+MINIMAL = [
+    "--set", "postgresql.external.host=db.example",
+    "--set", "redis.external.addr=redis.example:6379",
+    "--set", "api.auth.tokensSecret.name=taskflow-api-tokens",
+]
 
 Manifest = dict[str, Any]
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -133,7 +137,8 @@ def check_rbac(manifests: list[Manifest]) -> None:
             assert not {"create", "delete", "deletecollection"} & set(rule["verbs"]) or rule["resources"] in (
                 ["events"],
                 ["leases"],
-            ), f"{role['metadata']['name']}: the operator creates nothing but Events and Leases: {rule}"
+                ["tokenreviews"],
+            ), f"{role['metadata']['name']}: the operator creates nothing but Events, Leases, TokenReviews: {rule}"
             assert "nonResourceURLs" not in rule and "escalate" not in rule["verbs"] and "bind" not in rule["verbs"]
     bound = {
         s["name"]
@@ -195,6 +200,22 @@ def test_eks_values_use_tls_for_rds_and_elasticache(helm: Helm) -> None:
         assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "taskflow-db", "key": "password"}
         assert env["TASKFLOW_REDIS_TLS"]["value"] == "true"
         assert env["TASKFLOW_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "taskflow-redis"
+    operator = next(d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"] == "tf-taskflow-operator")
+    pod = operator["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["TASKFLOW_AUTH_MODE"]["value"] == "tokens+kubernetes"
+    assert env["TASKFLOW_AUTH_TOKENS_FILE"]["value"] == "/etc/taskflow/api-tokens/tokens"
+    (tokens,) = [v for v in pod["volumes"] if v["name"] == "api-tokens"]
+    assert tokens["secret"]["secretName"] == "taskflow-api-tokens"
+    assert {"name": "api-tokens", "mountPath": "/etc/taskflow/api-tokens", "readOnly": True} in pod["containers"][
+        0
+    ]["volumeMounts"], "mounted whole (no subPath) so a rotated Secret reaches the pod"
+    (cluster_role,) = by_kind(manifests, "ClusterRole")
+    assert {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]} in cluster_role[
+        "rules"
+    ]
+    for deployment in workers(manifests):  # workers serve no API: no auth settings, no tokens
+        assert not any(k.startswith("TASKFLOW_AUTH") for k in env_of(deployment["spec"]["template"]["spec"]["containers"][0]))
     etl = next(d for d in workers(manifests) if d["metadata"]["name"].endswith("-etl"))
     (container,) = etl["spec"]["template"]["spec"]["containers"]
     assert container["image"].endswith("/acme-etl-worker:2.3.1")
@@ -237,6 +258,8 @@ def test_restricted_values_use_roles_in_the_watched_namespaces(helm: Helm) -> No
          "minReplicas (9) is above maxReplicas (2)"),
         (["--set-json", 'workers=[{"name": "w", "queues": ["q"]}, {"name": "w", "queues": ["r"]}]'],
          'the name "w" is used twice'),
+        (["--set", "api.auth.mode=maybe"], "value must be one of"),
+        (["--set", "api.auth.tokensSecret.name="], "set api.auth.tokensSecret.name"),
         ([], "set postgresql.external.host"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -387,6 +410,7 @@ def test_operator_service_account_has_exactly_what_it_needs(
     elsewhere = unique("tf-other")  # all-namespaces mode: any namespace works, existing or not
     yes = [(v, r, ns) for v, r in OPERATOR_NEEDS for ns in (namespace, elsewhere)]
     yes += [(v, r, namespace) for v, r in LEASES] + [(v, r, None) for v, r in CLUSTER_READS]
+    yes += [("create", "tokenreviews.authentication.k8s.io", None)]  # api.auth.mode=kubernetes
     no = [(v, r, ns) for v, r in OPERATOR_MUST_NOT for ns in (namespace, elsewhere)]
     no += [(v, r, elsewhere) for v, r in LEASES] + [(v, r, None) for v, r in CLUSTER_MUST_NOT]
     assert_answers(can_i(cluster, kubeconfig, yes), True)
@@ -412,6 +436,7 @@ def test_restricted_install_grants_only_the_watched_namespaces(helm: Helm, clust
         yes = [(v, r, ns) for v, r in OPERATOR_NEEDS for ns in (team_a, team_b, namespace)]
         yes += [(v, r, None) for v, r in CLUSTER_READS]
         no = [(v, r, outside) for v, r in OPERATOR_NEEDS] + [(v, r, None) for v, r in OPERATOR_NEEDS]
+        no += [("create", "tokenreviews.authentication.k8s.io", None)]  # api.auth.mode=tokens
         no += [(v, r, ns) for v, r in OPERATOR_MUST_NOT for ns in (team_a, namespace)]
         assert_answers(can_i(cluster, kubeconfig, yes), True)
         assert_answers(can_i(cluster, kubeconfig, no), False)

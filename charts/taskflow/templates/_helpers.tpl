@@ -249,3 +249,35 @@ true
   resources: ["leases"]
   verbs: ["get", "list", "watch", "create", "update", "patch"]
 {{- end -}}
+
+{{/* REST API authentication env of the operator container. */}}
+{{- define "taskflow.apiAuthEnv" -}}
+{{- $auth := .Values.api.auth -}}
+- name: TASKFLOW_AUTH_MODE
+  value: {{ $auth.mode | quote }}
+{{- if include "taskflow.apiTokens" . }}
+- name: TASKFLOW_AUTH_TOKENS_FILE
+  value: {{ printf "/etc/taskflow/api-tokens/%s" $auth.tokensSecret.key | quote }}
+{{- end }}
+{{- if include "taskflow.apiKube" . }}
+- name: TASKFLOW_AUTH_KUBE_AUDIENCE
+  value: {{ $auth.kubeAudience | quote }}
+{{- with $auth.kubeAllowedUsers }}
+- name: TASKFLOW_AUTH_KUBE_ALLOWED_USERS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "taskflow.apiTokens" -}}
+{{- if has .Values.api.auth.mode (list "tokens" "tokens+kubernetes") -}}
+{{- $_ := required "api.auth.mode uses tokens: set api.auth.tokensSecret.name to a Secret holding the tokens file (or choose api.auth.mode=kubernetes)" .Values.api.auth.tokensSecret.name -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "taskflow.apiKube" -}}
+{{- if has .Values.api.auth.mode (list "kubernetes" "tokens+kubernetes") -}}
+true
+{{- end -}}
+{{- end -}}
