@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from taskflow.localservers import RedisServer
+from taskflow.localservers import RedisServer, start_postgres
+from taskflow.store.store import Store
 from tests.chaos.checker import check
 from tests.chaos.harness import (
     CHAOS_TIMINGS,
@@ -28,6 +29,7 @@ from tests.chaos.harness import (
     Submitter,
     collect,
     drain,
+    install_recorder,
     random_dag,
     reconcile_once,
     redis_view,
@@ -280,3 +282,77 @@ async def test_redis_killed_and_restarted(tmp_path: Path, chaos_db: str, chaos_r
             await _finish("redis_kill", cluster, sub, chaos_db, chaos_redis.addr, total, started, figures)
         finally:
             cluster.stop()
+
+
+async def _until(probe: Any, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not await probe():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
+async def test_postgres_stopped_immediate_and_restarted(tmp_path: Path, chaos_redis: RedisServer) -> None:
+    """PostgreSQL crashes (`-m immediate`) mid-run: no acknowledged submission lost; everyone reconnects alone."""
+    started = time.monotonic()
+    pg = start_postgres(tmp_path / "pg", fsync=False)
+    try:
+        dsn = pg.create_database("chaos")
+        store = await Store.open(dsn, max_size=1)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+        install_recorder(dsn)
+        cluster = ChaosCluster(tmp_path, dsn, chaos_redis.addr)
+        cluster.start_api()
+        cluster.start_workers(2)
+        await cluster.wait_api()
+        api_back, workers_back = [], []
+
+        async def completed() -> int:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                cur = await conn.execute("SELECT count(*) FROM taskflow_tasks WHERE status = 'completed'")
+                return int((await cur.fetchone())[0])  # type: ignore[index]
+
+        async with Submitter(cluster.url, cluster.token) as sub:
+            feeder = _Feeder(sub, random.Random(4), batch=100, every=0.5, max_sleep=0.05)
+            feeding = asyncio.create_task(feeder.run())
+            try:
+                for _ in range(SIZES["pg_restarts"]):
+                    await asyncio.sleep(3.0)
+                    pg.stop(mode="immediate")
+                    await asyncio.sleep(1.0)
+                    acked_before = len(sub.acked_tasks)
+                    pg.start()
+                    done_before = await completed()
+                    api_back.append(await _until(lambda: _true(len(sub.acked_tasks) > acked_before), 60,
+                                                 "an acknowledged submission after the restart"))
+                    workers_back.append(await _until(lambda: _gt(completed(), done_before), 60,
+                                                     "a completion after the restart"))
+            finally:
+                feeder.stop.set()
+                total = await feeding
+            alive = {name: proc.poll() is None for name, proc in cluster.workers.items()}
+            assert all(alive.values()) and cluster.api is not None and cluster.api.poll() is None, alive
+            figures: dict[str, Any] = {
+                "fault": "PostgreSQL pg_ctl stop -m immediate, down 1 s, restarted (WAL recovery)",
+                "faults_injected": len(api_back),
+                "api_acknowledging_again_s": api_back,
+                "workers_completing_again_s": workers_back,
+            }
+            try:
+                await _finish("postgres_restart", cluster, sub, dsn, chaos_redis.addr, total, started, figures)
+            finally:
+                cluster.stop()
+    finally:
+        pg.destroy()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _gt(count: Any, floor: int) -> bool:
+    return int(await count) > floor
