@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -30,11 +31,13 @@ from tests.chaos.harness import (
     collect,
     drain,
     install_recorder,
+    proxied_dsn,
     random_dag,
     reconcile_once,
     redis_view,
     write_results,
 )
+from tests.chaos.proxy import ProxyThread
 
 SIZES: dict[str, Any] = {
     "ci": {
@@ -356,3 +359,36 @@ async def _true(value: bool) -> bool:
 
 async def _gt(count: Any, floor: int) -> bool:
     return int(await count) > floor
+
+
+async def test_connection_cut_after_commit(tmp_path: Path, chaos_db: str, chaos_redis: RedisServer) -> None:
+    """The reply to COMMIT never arrives (500 times): retried writes must not complete anything twice."""
+    started = time.monotonic()
+    target = urlsplit(chaos_db)
+    assert target.hostname and target.port
+    with ProxyThread(target.hostname, target.port, postgres=True) as proxy:
+        cluster = ChaosCluster(tmp_path, proxied_dsn(chaos_db, proxy.port), chaos_redis.addr)
+        cluster.start_api()
+        cluster.start_workers(2)
+        await cluster.wait_api()
+        budget = SIZES["commit_cuts"]
+        proxy.cut_after_commit(probability=0.2, budget=budget)
+        async with Submitter(cluster.url, cluster.token) as sub:
+            # Small batches: many API transactions to cut, besides the workers' start/complete ones.
+            feeder = _Feeder(sub, random.Random(5), batch=20, every=0.1, max_sleep=0.01)
+            feeding = asyncio.create_task(feeder.run())
+            try:
+                await _until(lambda: _true(proxy.stats.commit_cuts >= budget), TIMEOUT_S / 2, f"{budget} cuts")
+            finally:
+                feeder.stop.set()
+                total = await feeding
+            figures: dict[str, Any] = {
+                "fault": "proxy closes the connection after the server committed, before the client sees COMMIT's reply",
+                "faults_injected": proxy.stats.commit_cuts,
+                "commits_seen": proxy.stats.commits_seen,
+                "proxied_connections": proxy.stats.connections,
+            }
+            try:
+                await _finish("commit_cut", cluster, sub, chaos_db, chaos_redis.addr, total, started, figures)
+            finally:
+                cluster.stop()
