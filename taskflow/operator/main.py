@@ -56,6 +56,13 @@ def health_app(engine: Engine) -> web.Application:
     return app
 
 
+class _QuietTimers(logging.Filter):
+    """Drop kopf's "Timer 'autoscale' succeeded." line: it would repeat every few seconds per Deployment."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and str(record.msg).startswith("Timer ") and "succeeded" in str(record.msg))
+
+
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
@@ -123,6 +130,7 @@ async def _lead(
     engine: Engine, kube: KubeApi, op: OperatorSettings, stop: asyncio.Event, elector: LeaderElector | None
 ) -> int:
     registry = kopf.OperatorRegistry()
+    logging.getLogger("kopf.objects").addFilter(_QuietTimers())
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
@@ -156,9 +164,9 @@ async def _lead(
     code = 0
     for task in done:
         what = watched[task]
-        if what in ("stop", "kopf") and (task.cancelled() or task.exception() is None):
-            continue
         error = None if task.cancelled() else task.exception()
+        if error is None and (what in ("stop", "kopf") or task.cancelled()):
+            continue  # a normal stop (kopf also cancels our tasks when it handles SIGTERM)
         if isinstance(error, LeadershipLost):
             log.error("%s; stopping so this replica restarts as a follower", error)
         else:

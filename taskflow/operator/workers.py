@@ -56,10 +56,10 @@ class WorkerAutoscaler:
                 default_stabilisation_s=self.settings.scale_down_stabilisation,
             )
         except InvalidInput as exc:
-            if self._complaint.get(uid) != exc.message:
+            if self._complaint.get(uid) != exc.message:  # one log line and one Event per new problem
                 self._complaint[uid] = exc.message
+                log.warning("not scaling %s/%s: %s", namespace, name, exc.message)
                 await self.kube.post_event(ref, KubeEvent("Warning", "BadScalingAnnotation", exc.message))
-            log.warning("not scaling %s/%s: %s", namespace, name, exc.message)
             return
         self._complaint.pop(uid, None)
 
