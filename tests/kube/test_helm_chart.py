@@ -12,9 +12,12 @@ There is no controller-manager: Deployments get no pods, so nothing here runs a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.cluster import KubeTestCluster
+from taskflow.core.settings import Settings
+from tests.kube.cluster import KubeTestCluster, free_port
 
 pytestmark = [pytest.mark.kube]
 
@@ -442,3 +446,101 @@ def test_restricted_install_grants_only_the_watched_namespaces(helm: Helm, clust
         assert_answers(can_i(cluster, kubeconfig, no), False)
     finally:
         helm("uninstall", "tf", "--namespace", namespace, check=False)
+
+
+# --- the real operator, as the chart's ServiceAccount ---------------------------------------------
+def test_operator_runs_with_only_the_charts_rbac(
+    cluster: KubeTestCluster, installed: tuple[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    """`taskflow operator` and a worker as local processes, the operator authenticated with a
+    token of the chart's operator ServiceAccount (not as admin): a TaskDag applied with kubectl
+    reaches Succeeded, the leader Lease is taken, Events are posted, and nothing is Forbidden."""
+    namespace, _ = installed
+    token = cluster.token_for_service_account(namespace, "tf-taskflow-operator", create=False)
+    kubeconfig = cluster.kubeconfig_for_token(token, user="taskflow-operator-process")
+    dags = unique("tf-dags")
+    cluster.kubectl("create", "namespace", dags)
+
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "KUBE"))},
+        "TASKFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
+        "TASKFLOW_REDIS_ADDR": settings.redis_addr,
+        "TASKFLOW_POLL_INTERVAL": "0.05",
+        "TASKFLOW_RECONCILE_INTERVAL": "0.2",
+        "TASKFLOW_SHUTDOWN_GRACE": "1",
+    }
+    operator_env = {
+        **base,
+        "KUBECONFIG": str(kubeconfig),
+        "POD_NAME": "tf-taskflow-operator-test-0",  # what the chart's downward API gives
+        "POD_NAMESPACE": namespace,
+        "TASKFLOW_HTTP_PORT": str(free_port()),
+        "TASKFLOW_OPERATOR_STATUS_MIN_INTERVAL": "0.2",
+    }
+    command = [sys.executable, "-m", "taskflow", "--log-level", "INFO"]
+    # The chart's operator arguments (leader election on the release's Lease), without --api:
+    # the REST API is tested elsewhere, and here the point is the Kubernetes side.
+    args = ["operator", "--leader-elect", "--lease-name", "tf-taskflow-operator"]
+    operator_log = tmp_path / "operator.log"
+    with operator_log.open("wb") as log, running(command + args, operator_env, log) as operator, running(
+        command + ["worker", "--queue", "default", "--concurrency", "4"],
+        {**base, "TASKFLOW_WORKER_ID": "tf-taskflow-worker-default-test"},
+        subprocess.DEVNULL,
+    ) as worker:
+        cluster.kubectl("apply", "-n", dags, "-f", str(REPO / "deploy" / "examples" / "diamond.yaml"))
+        status = wait_for(
+            lambda: json.loads(cluster.kubectl("get", "tdag", "diamond", "-n", dags, "-o", "json").stdout).get(
+                "status", {}
+            ),
+            lambda s: s.get("phase") in {"Succeeded", "Failed", "Invalid"},
+            processes=(operator, worker),
+            what="the TaskDag to finish",
+            log=operator_log,
+        )
+        # Held while the operator runs (released on a clean stop).
+        lease = json.loads(cluster.kubectl("get", "lease", "tf-taskflow-operator", "-n", namespace, "-o", "json").stdout)
+        assert lease["spec"].get("holderIdentity") == "tf-taskflow-operator-test-0", lease
+    text = operator_log.read_text(errors="replace")
+    assert status["phase"] == "Succeeded", f"{status}\n{text[-4000:]}"
+    assert status.get("dagRunId")
+    assert "forbidden" not in text.lower(), f"the chart's RBAC refused the operator something:\n{text[-4000:]}"
+    events = json.loads(cluster.kubectl("get", "events", "-n", dags, "-o", "json").stdout)["items"]
+    assert any(e["involvedObject"]["name"] == "diamond" for e in events), "the operator posted no Event"
+
+
+@contextlib.contextmanager
+def running(argv: list[str], env: dict[str, str], output: Any) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def wait_for(
+    probe: Callable[[], Any],
+    accept: Callable[[Any], bool],
+    *,
+    processes: tuple[subprocess.Popen[bytes], ...],
+    what: str,
+    log: Path,
+    timeout: float = 90.0,
+) -> Any:
+    """Poll until `accept(probe())`; fail early if a process died. The timeout only stops a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        refused = [line for line in log.read_text(errors="replace").splitlines() if "403" in line]
+        assert not refused, "the chart's RBAC refused the operator:\n" + "\n".join(refused[:5])
+        for process in processes:
+            assert process.poll() is None, f"{process.args} exited {process.returncode}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout}s: {value}\n{log.read_text()[-4000:]}"
+        time.sleep(0.3)
