@@ -8,8 +8,9 @@ import signal
 
 from aiohttp import web
 
+from taskflow.api.auth import Authenticator, auth_middleware
 from taskflow.api.errors import errors_as_json
-from taskflow.api.routes import ENGINE, routes
+from taskflow.api.routes import ENGINE, SETTINGS, routes
 from taskflow.core.settings import Settings
 from taskflow.engine import Engine
 from taskflow.engine.reconciler import Reconciler
@@ -18,14 +19,29 @@ log = logging.getLogger(__name__)
 
 
 def create_app(engine: Engine, settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=settings.max_body_bytes)
+    """The API application. Raises `AuthConfigError` if authentication is on but not configured."""
+    authenticator = Authenticator.from_settings(settings)
+    middlewares = [errors_as_json]
+    if authenticator is not None:
+        middlewares.append(auth_middleware(authenticator))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[ENGINE] = engine
+    app[SETTINGS] = settings
     app.add_routes(routes)
+    if authenticator is not None:
+        async def close_authenticator(_: web.Application) -> None:
+            authenticator.close()
+
+        app.on_cleanup.append(close_authenticator)
     return app
 
 
 async def serve_api(settings: Settings, *, reconcile: bool = True, migrate: bool = True) -> None:
     """Serve until SIGTERM/SIGINT. Runs migrations first (safe with several replicas) and the reconciler."""
+    # Refuse to start with unusable auth settings before connecting to anything.
+    probe = Authenticator.from_settings(settings)
+    if probe is not None:
+        probe.close()
     engine = await Engine.connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

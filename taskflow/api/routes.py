@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import logging
+from typing import TypeVar
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
 from taskflow.api.batch import TaskBatch, TaskBatchAccepted
+from taskflow.api.limits import parse_json_object
 from taskflow.api.openapi import build_openapi
 from taskflow.core.errors import InvalidInput
 from taskflow.core.models import DagAccepted, DagSubmission, TaskAccepted, TaskSubmission
+from taskflow.core.names import QUEUE_NAME_PATTERN, TASK_TYPE_PATTERN
+from taskflow.core.settings import Settings
 from taskflow.core.status import TaskStatus
 from taskflow.engine import Engine
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
 routes = web.RouteTableDef()
 
 
@@ -27,15 +32,8 @@ def _model_response(model: BaseModel, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
-    if not raw:
-        raise InvalidInput("the request body is empty; send a JSON object")
-    try:
-        data: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the request body must be a JSON object")
+    raw = await request.read()  # at most TASKFLOW_MAX_BODY_BYTES (aiohttp answers 413 beyond)
+    data = parse_json_object(raw, max_depth=request.app[SETTINGS].max_json_depth)
     return model.model_validate(data)
 
 
@@ -61,9 +59,14 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
+    # Open without a token (probes), so the answer names no hosts or errors; the log has the details.
     checks = await request.app[ENGINE].health()
+    for name, problem in checks.items():
+        if problem != "ok":
+            log.warning("not ready: %s: %s", name, problem)
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    public = {name: "ok" if v == "ok" else "unavailable" for name, v in checks.items()}
+    return web.json_response({"status": "ok" if ok else "unavailable", "checks": public}, status=200 if ok else 503)
 
 
 @routes.get("/api/v1/openapi.json")
@@ -97,6 +100,10 @@ async def list_tasks(request: web.Request) -> web.Response:
             dag_run_id = UUID(q["dag_run_id"])
         except ValueError:
             raise InvalidInput("dag_run_id is not a UUID") from None
+    for name, pattern in (("type", TASK_TYPE_PATTERN), ("queue", QUEUE_NAME_PATTERN)):
+        value = q.get(name)
+        if value is not None and not pattern.fullmatch(value):
+            raise InvalidInput(f"{name} must match {pattern.pattern}")
     page = await request.app[ENGINE].list_tasks(
         status=status, type=q.get("type"), queue=q.get("queue"), dag_run_id=dag_run_id,
         cursor=q.get("cursor"), limit=_limit(request),

@@ -5,7 +5,7 @@
         run = await tf.wait_dag(run_id)
 """
 
-from taskflow.client.async_client import AsyncClient, ApiError
+from taskflow.client.async_client import ApiError, AsyncClient, Unauthenticated, token_from_environment
 from taskflow.client.sync_client import Client
 
-__all__ = ["ApiError", "AsyncClient", "Client"]
+__all__ = ["ApiError", "AsyncClient", "Client", "Unauthenticated", "token_from_environment"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -14,13 +16,19 @@ from taskflow.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLar
 from taskflow.core.models import DagRunView, TaskPage, TaskView
 from taskflow.core.status import TERMINAL_DAG_STATUSES, TERMINAL_TASK_STATUSES
 
-_BY_STATUS: dict[int, type[TaskflowError]] = {
-    400: InvalidInput, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: InvalidInput, 503: Unavailable,
-}
-
 
 class ApiError(TaskflowError):
     """An error answer of the API that maps to no more specific class."""
+
+
+class Unauthenticated(TaskflowError):
+    """The API wants a valid bearer token (HTTP 401): set TASKFLOW_API_TOKEN or TASKFLOW_API_TOKEN_FILE."""
+
+
+_BY_STATUS: dict[int, type[TaskflowError]] = {
+    400: InvalidInput, 401: Unauthenticated, 404: NotFound, 409: Conflict, 413: PayloadTooLarge, 422: InvalidInput,
+    503: Unavailable,
+}
 
 
 def _error(status: int, body: bytes) -> TaskflowError:
@@ -34,9 +42,30 @@ def _error(status: int, body: bytes) -> TaskflowError:
     return error
 
 
+def token_from_environment() -> str | None:
+    """`TASKFLOW_API_TOKEN`, else the first token in the file named by `TASKFLOW_API_TOKEN_FILE`, else None."""
+    token = os.environ.get("TASKFLOW_API_TOKEN", "").strip()
+    if token:
+        return token
+    path = os.environ.get("TASKFLOW_API_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read TASKFLOW_API_TOKEN_FILE {path}: {exc.strerror}") from None
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            return line.split()[0]  # the same format as the server's token file: `<token> [name]`
+    raise InvalidInput(f"TASKFLOW_API_TOKEN_FILE {path} holds no token")
+
+
 class AsyncClient:
     def __init__(self, base_url: str = "http://127.0.0.1:8080", *, token: str | None = None, timeout: float = 30.0):
+        """`token` is sent as `Authorization: Bearer`; when not given it comes from `token_from_environment()`."""
         self.base_url = base_url.rstrip("/")
+        token = token if token is not None else token_from_environment()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None

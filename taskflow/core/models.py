@@ -18,7 +18,16 @@ from taskflow.core.status import DagRunStatus, TaskStatus
 PRIORITY_MIN, PRIORITY_MAX = -1_000_000, 1_000_000
 MAX_RETRIES_LIMIT = 100
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
+EARLIEST_SCHEDULE = datetime(2000, 1, 1, tzinfo=UTC)
+IDEMPOTENCY_KEY_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL text cannot hold NUL)
 _GO_ZERO_TIME_YEAR = 1  # Go's zero time.Time marshals as 0001-01-01T00:00:00Z: treat it as "not set"
+
+
+# pydantic's `pattern` *searches* the string, so every name pattern is anchored here: without the
+# anchors "a b", "Default" or "a}:{b" (a Redis hash-tag break-out) would pass.
+_TYPE = f"^{TASK_TYPE_PATTERN.pattern}$"
+_QUEUE = f"^{QUEUE_NAME_PATTERN.pattern}$"
+_STEP_ID = f"^{STEP_ID_PATTERN.pattern}$"
 
 
 class _Request(BaseModel):
@@ -30,6 +39,8 @@ def _aware(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    if value < EARLIEST_SCHEDULE:
+        raise ValueError("scheduled_at is before 2000-01-01; send a real time, or leave it out to run now")
     if value - datetime.now(UTC) > MAX_SCHEDULE_AHEAD:
         raise ValueError("scheduled_at is more than a year ahead; send a nearer time")
     return value
@@ -38,25 +49,29 @@ def _aware(value: datetime | None) -> datetime | None:
 class TaskSubmission(_Request):
     """Body of `POST /api/v1/tasks`."""
 
-    type: str = Field(pattern=TASK_TYPE_PATTERN.pattern, description="Name of the registered handler.")
+    type: str = Field(pattern=_TYPE, description="Name of the registered handler.")
     payload: JsonValue = Field(default_factory=dict, description="Any JSON value, given to the handler.")
     priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first.")
     scheduled_at: datetime | None = Field(None, description="Do not start before this time (RFC 3339).")
     max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES_LIMIT, description="Retries after the first attempt.")
-    queue: str = Field("default", pattern=QUEUE_NAME_PATTERN.pattern)
+    queue: str = Field("default", pattern=_QUEUE)
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=200, description="A second submission with the same key returns the first task."
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="A second submission with the same key returns the first task.",
     )
 
     _scheduled = field_validator("scheduled_at")(_aware)
 
 
 class DagStep(_Request):
-    id: str = Field(pattern=STEP_ID_PATTERN.pattern)
-    type: str = Field(pattern=TASK_TYPE_PATTERN.pattern)
+    id: str = Field(pattern=_STEP_ID)
+    type: str = Field(pattern=_TYPE)
     payload: JsonValue = Field(default_factory=dict)
     priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    queue: str = Field("default", pattern=QUEUE_NAME_PATTERN.pattern)
+    queue: str = Field("default", pattern=_QUEUE)
     max_retries: int | None = Field(None, ge=0, le=MAX_RETRIES_LIMIT)
 
 
@@ -70,7 +85,7 @@ class DagSubmission(_Request):
 
     steps: list[DagStep]
     edges: list[DagEdge] = Field(default_factory=list)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY_PATTERN)
 
 
 class TaskAccepted(BaseModel):

@@ -10,7 +10,8 @@ import socket
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from taskflow.core.durations import Seconds
 from taskflow.core.names import QUEUE_NAME_PATTERN
@@ -41,6 +42,36 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1024 * 1024, description="Largest payload of one task, in bytes of JSON.")
     max_dag_steps: int = Field(20_000, ge=1, description="Most steps one DAG may have.")
     max_dag_edges: int = Field(100_000, ge=0, description="Most edges one DAG may have.")
+    max_json_depth: int = Field(
+        64, ge=2, le=512, description="Deepest nesting of arrays/objects a request body may have (checked before parsing)."
+    )
+
+    # --- API authentication (see docs/security.md) ---------------------------------------------
+    auth_mode: Literal["none", "tokens", "kubernetes", "tokens+kubernetes"] = Field(
+        "tokens",
+        description="How the REST API authenticates callers. `tokens`: bearer tokens from auth_tokens_file; "
+        "`kubernetes`: ServiceAccount tokens checked with the TokenReview API; `none`: no authentication "
+        "(local development only). The API refuses to start when the chosen mode has nothing configured.",
+    )
+    auth_tokens_file: Path | None = Field(
+        None,
+        description="File of accepted bearer tokens, one per line: `<token> [name]`; `#` starts a comment. "
+        "Re-read when it changes (rotation without restart; a mounted Kubernetes Secret works).",
+    )
+    auth_kube_audience: str = Field(
+        "taskflow", min_length=1, description="Audience a ServiceAccount token must be minted for (kubernetes modes)."
+    )
+    auth_kube_kubeconfig: Path | None = Field(
+        None, description="Kubeconfig used to call TokenReview; unset = the pod's in-cluster ServiceAccount."
+    )
+    auth_kube_allowed_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="If set, only these Kubernetes usernames (e.g. system:serviceaccount:ns:name) are accepted "
+        "(comma separated).",
+    )
+    auth_kube_cache_ttl: Seconds = Field(
+        10.0, ge=0, description="How long a TokenReview answer is reused, in seconds (0 = ask every time)."
+    )
 
     # --- worker ------------------------------------------------------------------------------
     worker_id: str = Field(default_factory=_default_worker_id, description="Identifier of this worker process.")
@@ -89,7 +120,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How often the reconciler compares every due task in PostgreSQL with Redis."
     )
 
-    @field_validator("queues", "imports", mode="before")
+    @field_validator("queues", "imports", "auth_kube_allowed_users", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

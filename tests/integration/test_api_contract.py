@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from uuid import UUID
 
 import aiohttp
@@ -15,11 +16,16 @@ from taskflow.engine import Engine
 from tests.helpers import eventually, running_worker
 
 
+TOKEN = "contract-test-token-0123456789"
+
+
 @pytest.fixture
-async def api(engine: Engine, settings: Settings) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
-    server = TestServer(create_app(engine, settings))
+async def api(engine: Engine, settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN} contract-tests\n")
+    server = TestServer(create_app(engine, settings.model_copy(update={"auth_tokens_file": tokens})))
     await server.start_server()
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
         yield session, str(server.make_url(""))
     await server.close()
 
