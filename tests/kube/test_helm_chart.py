@@ -288,6 +288,48 @@ def test_rendered_chart_passes_server_side_dry_run(helm: Helm, cluster: KubeTest
 
 
 @pytest.fixture(scope="module")
+def restricted_namespace(cluster: KubeTestCluster) -> str:
+    """A namespace where the API server's PodSecurity admission enforces "restricted"."""
+    namespace = unique("tf-psa")
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl(
+        "label", "namespace", namespace,
+        "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    privileged = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged", "namespace": namespace},
+        "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]},
+    }
+    refused = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(privileged), check=False)
+    assert refused.returncode != 0 and "PodSecurity" in refused.stderr, "PodSecurity admission is not enforcing"
+    return namespace
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: "defaults" if v is None else v.stem)
+def test_every_pod_is_admitted_under_restricted_pod_security(
+    helm: Helm, cluster: KubeTestCluster, restricted_namespace: str, values: Path | None
+) -> None:
+    """The pod of every Deployment/StatefulSet, created (dry run) where "restricted" is enforced."""
+    manifests = render(helm, *values_args(values))
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"psa-{w['metadata']['name']}"[:63], "namespace": restricted_namespace},
+            "spec": w["spec"]["template"]["spec"],
+        }
+        for w in by_kind(manifests, "Deployment") + by_kind(manifests, "StatefulSet")
+    ]
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods})
+    )
+    assert result.stdout.count("(server dry run)") == len(pods), result.stdout + result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
 def installed(helm: Helm, cluster: KubeTestCluster) -> Iterator[tuple[str, str]]:
     """The chart installed by `helm install` (in-cluster databases), watching all namespaces."""
     namespace = unique("tf-all")
