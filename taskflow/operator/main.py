@@ -12,6 +12,8 @@ follower; nothing in memory is needed by the next leader (its resume handlers re
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -63,14 +65,28 @@ class _QuietTimers(logging.Filter):
         return not (record.levelno == logging.INFO and str(record.msg).startswith("Timer ") and "succeeded" in str(record.msg))
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled-configuration, with the spec replaced by its SHA-256.
+
+    kopf keeps the whole handled spec in an annotation to detect changes; a 10,000-step spec would
+    exceed the 256 KiB limit on all annotations of an object. A digest detects spec edits just as
+    well (the handlers never look at the old spec), and stays 90 bytes whatever the DAG's size.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        if "spec" in essence:
+            canonical = json.dumps(essence["spec"], sort_keys=True, separators=(",", ":")).encode()
+            essence["spec"] = {"sha256": hashlib.sha256(canonical).hexdigest()}  # type: ignore[index]
+        return essence
+
+
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     # Handler progress and the diff base live in annotations under our prefix; .status is ours.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # handler failures become Events; routine logs do not
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -67,6 +67,9 @@ class TaskDagHandlers:
             await self._submit(body)
             return
         meta = body.metadata
+        generation, submitted = meta.get("generation"), status.get("submittedGeneration")
+        if generation is not None and submitted is not None and generation <= submitted:
+            return  # not an edit of the spec: e.g. kopf's stored diff base changed format on upgrade
         patch = builders.spec_rejected_status(
             generation=meta.get("generation"),
             submitted_generation=status.get("submittedGeneration"),
