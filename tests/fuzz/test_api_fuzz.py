@@ -12,6 +12,7 @@ real PostgreSQL and Redis. Properties:
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,7 +33,7 @@ from tests.fuzz.test_transition_properties import on_loop
 from tests.writes import written
 
 TOKEN = "fuzz-token-0123456789abcdefghij"
-EXAMPLES = 300
+EXAMPLES = int(os.environ.get("TASKFLOW_FUZZ_EXAMPLES", "300"))  # raise for a longer (nightly) run
 
 
 async def test_fuzzed_requests_never_fail_with_5xx_and_rejections_write_nothing(

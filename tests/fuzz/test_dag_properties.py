@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 from collections import defaultdict
 
@@ -15,7 +17,8 @@ from taskflow.core.errors import InvalidInput
 from taskflow.core.models import DagEdge, DagStep, TaskSubmission
 from taskflow.core.names import QUEUE_NAME_PATTERN, STEP_ID_PATTERN, TASK_TYPE_PATTERN
 
-FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("TASKFLOW_FUZZ_EXAMPLES", "300")) // 3  # raise for a longer (nightly) run
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIMITS = {"max_steps": 1000, "max_edges": 5000}
 
 step_ids = st.from_regex(STEP_ID_PATTERN, fullmatch=True)
@@ -32,7 +35,12 @@ def acyclic_dags(draw: st.DrawFn, max_steps: int = 25) -> tuple[list[str], list[
     return ids, draw(st.permutations(edges))
 
 
-def build(ids: list[str], edges: list[tuple[str, str]], shuffle: list[int] | None = None) -> tuple[list[DagStep], list[DagEdge]]:
+Dag = tuple[list[str], list[tuple[str, str]]]
+
+
+def build(
+    ids: list[str], edges: list[tuple[str, str]], shuffle: list[int] | None = None
+) -> tuple[list[DagStep], list[DagEdge]]:
     order = shuffle if shuffle is not None else range(len(ids))
     steps = [DagStep(id=ids[i], type="noop") for i in order]
     return steps, [DagEdge.model_validate({"from": a, "to": b}) for a, b in edges]
@@ -54,7 +62,7 @@ def reachable(edges: list[tuple[str, str]], start: str) -> set[str]:
 
 @FAST
 @given(acyclic_dags(), st.randoms(use_true_random=False))
-def test_acyclic_dags_are_accepted_in_a_topological_order(dag: tuple[list[str], list[tuple[str, str]]], rnd) -> None:  # type: ignore[no-untyped-def]
+def test_acyclic_dags_are_accepted_in_a_topological_order(dag: Dag, rnd: random.Random) -> None:
     ids, edges = dag
     shuffle = list(range(len(ids)))
     rnd.shuffle(shuffle)  # the order steps are listed in does not matter

@@ -12,6 +12,7 @@ test's event loop (where the engine's pool lives).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
@@ -26,7 +27,8 @@ from taskflow.core.status import ALLOWED_TASK_TRANSITIONS, TaskStatus
 from taskflow.engine import Engine
 
 T = TypeVar("T")
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("TASKFLOW_FUZZ_EXAMPLES", "300")) // 5  # raise for a longer (nightly) run
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 OPERATIONS = ["start", "complete", "fail", "fail_permanent", "hand_back", "cancel", "expire_lease", "retry_dlq"]
 FENCE_CHOICES = ["current", "stale", "made_up"]
@@ -38,7 +40,8 @@ def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
 
 async def _status_and_fence(engine: Engine, task_id: UUID) -> tuple[str, int]:
     async with engine.store._pool.connection() as conn:
-        row = await (await conn.execute("SELECT status, fence FROM taskflow_tasks WHERE id = %s", (task_id,))).fetchone()
+        cur = await conn.execute("SELECT status, fence FROM taskflow_tasks WHERE id = %s", (task_id,))
+        row = await cur.fetchone()
     assert row is not None
     return row[0], row[1]
 

@@ -171,8 +171,8 @@ def test_server_refuses_an_empty_or_weak_token_file(
 
 
 def test_taskflow_api_without_tokens_exits_with_what_to_set(settings: Settings, tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TASKFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
-           "TASKFLOW_REDIS_ADDR": settings.redis_addr}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TASKFLOW_REDIS_ADDR": settings.redis_addr,
+           "TASKFLOW_POSTGRES_DSN": settings.postgres_dsn.get_secret_value()}
     result = subprocess.run([sys.executable, "-m", "taskflow", "api", "--port", "0"], env=env, capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 2

@@ -53,7 +53,8 @@ def kube(cluster: KubeTestCluster) -> Kube:
     cluster.kubectl("create", "namespace", ns)
     role = f"{ns}-reviewer"
     cluster.kubectl("create", "clusterrole", role, "--verb=create", "--resource=tokenreviews.authentication.k8s.io")
-    cluster.kubectl("create", "clusterrolebinding", role, f"--clusterrole={role}", f"--serviceaccount={ns}:taskflow-api")
+    cluster.kubectl("create", "clusterrolebinding", role, f"--clusterrole={role}",
+                    f"--serviceaccount={ns}:taskflow-api")
     api_token = cluster.token_for_service_account(ns, "taskflow-api")
     return Kube(cluster, ns, cluster.kubeconfig_for_token(api_token, user="taskflow-api"))
 
