@@ -12,6 +12,9 @@ from uuid import UUID
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from taskflow.core.errors import Unavailable
@@ -42,7 +45,12 @@ def _redis_errors_as_unavailable(method: Callable[P, Awaitable[R]]) -> Callable[
 def connect_redis(addr: str, *, db: int = 0, password: str | None = None, tls: bool = False) -> aioredis.Redis:
     """A client for `host:port` or a `redis://` / `rediss://` URL."""
     common: dict[str, Any] = dict(
-        socket_timeout=10.0, socket_connect_timeout=5.0, health_check_interval=15, decode_responses=True
+        socket_timeout=10.0, socket_connect_timeout=5.0, health_check_interval=15, decode_responses=True,
+        # One quick retry when a connection broke (a pooled one that died with a Redis restart),
+        # none on timeouts: redis-py's default (10 retries, timeouts included) turns one unanswered
+        # call into minutes of blocking, which would stall the worker's heartbeat and the
+        # reconciler for a whole Redis outage. Callers handle `Unavailable` themselves.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1, supported_errors=(RedisConnectionError,)),
     )
     if "://" in addr:
         return aioredis.Redis.from_url(addr, db=db, password=password, **common)

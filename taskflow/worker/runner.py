@@ -66,6 +66,7 @@ class Worker:
         self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._redis_beat: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="taskflow-handler")
         self.recorded = 0
         self.refused = 0
@@ -107,6 +108,8 @@ class Worker:
             await asyncio.sleep(0.02)
         if self._inflight:
             log.warning("%d outcomes not recorded; their leases will expire and they will run again", len(self._inflight))
+        if self._redis_beat is not None:
+            side.add(self._redis_beat)
         for task in side:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
@@ -263,11 +266,20 @@ class Worker:
 
     async def _renew_all(self) -> None:
         held = [(i, f.task.fence) for i, f in self._inflight.items() if not f.lost]
+        alive: set[UUID] = set()
         if held:
             alive = await self.engine.extend_leases(held)
             for task_id, _ in held:
                 if task_id not in alive:
                     self._lose(task_id)
+        # The Redis side runs beside, one at a time: while Redis does not answer, each call waits
+        # for the socket timeout, longer than a lease, and must not hold up the next PostgreSQL
+        # renewal (PostgreSQL's lease is the one that decides who may record a result).
+        if self._redis_beat is None or self._redis_beat.done():
+            self._redis_beat = asyncio.create_task(self._mirror_leases(alive), name="redis-heartbeat")
+
+    async def _mirror_leases(self, alive: set[UUID]) -> None:
+        try:
             by_queue: dict[str, list[UUID]] = {}
             for task_id in alive:
                 entry = self._inflight.get(task_id)
@@ -276,16 +288,18 @@ class Worker:
             deadline_ms = int((time.time() + self.settings.lock_ttl) * 1000)
             for queue, ids in by_queue.items():
                 await self.engine.queue.extend_leases(queue, ids, deadline_ms)
-        await self.engine.queue.heartbeat_worker(
-            self.worker_id,
-            {
-                "queues": ",".join(self.settings.queues),
-                "concurrency": self.settings.concurrency,
-                "busy": len(self._inflight),
-                "seen_ms": int(time.time() * 1000),
-            },
-            ttl_s=max(int(self.settings.lock_ttl), 5),
-        )
+            await self.engine.queue.heartbeat_worker(
+                self.worker_id,
+                {
+                    "queues": ",".join(self.settings.queues),
+                    "concurrency": self.settings.concurrency,
+                    "busy": len(self._inflight),
+                    "seen_ms": int(time.time() * 1000),
+                },
+                ttl_s=max(int(self.settings.lock_ttl), 5),
+            )
+        except Unavailable as exc:
+            log.warning("cannot mirror leases into Redis: %s", exc)
 
     def _lose(self, task_id: UUID) -> None:
         """The lease is gone (expired or cancelled): stop the handler; its result would be refused."""

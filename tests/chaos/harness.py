@@ -78,6 +78,7 @@ class ChaosCluster:
     pg_dsn: str
     redis_addr: str
     timings: dict[str, str] = field(default_factory=lambda: dict(CHAOS_TIMINGS))
+    api_redis_addr: str | None = None  # the API's own way to Redis, if not `redis_addr`
     api_port: int = 0
     api: subprocess.Popen[bytes] | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -121,7 +122,7 @@ class ChaosCluster:
     def start_api(self) -> None:
         self.api = self._spawn(
             "api", ["api"], TASKFLOW_HTTP_PORT=str(self.api_port), TASKFLOW_HTTP_HOST="127.0.0.1",
-            TASKFLOW_WORKER_ID="api",
+            TASKFLOW_WORKER_ID="api", TASKFLOW_REDIS_ADDR=self.api_redis_addr or self.redis_addr,
         )
 
     def start_worker(self, name: str) -> None:

@@ -42,7 +42,7 @@ from tests.chaos.proxy import ProxyThread
 SIZES: dict[str, Any] = {
     "ci": {
         "kill_tasks": 20_000, "pauses": 200, "redis_kills": 3, "pg_restarts": 2, "commit_cuts": 500,
-        "blackhole_s": 60.0, "random_dags": 1_000,
+        "blackhole_s": float(__import__("os").environ.get("CHAOS_DEV_HOLE", 60)), "random_dags": 1_000,
     },
     "nightly": {
         "kill_tasks": 200_000, "pauses": 2_000, "redis_kills": 10, "pg_restarts": 6, "commit_cuts": 5_000,
@@ -392,3 +392,84 @@ async def test_connection_cut_after_commit(tmp_path: Path, chaos_db: str, chaos_
                 await _finish("commit_cut", cluster, sub, chaos_db, chaos_redis.addr, total, started, figures)
             finally:
                 cluster.stop()
+
+
+async def _db_now(dsn: str) -> Any:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        return (await (await conn.execute("SELECT clock_timestamp()")).fetchone())[0]  # type: ignore[index]
+
+
+async def test_redis_blackholed(tmp_path: Path, chaos_db: str, chaos_redis: RedisServer) -> None:
+    """Redis answers nothing for a minute: PostgreSQL leases decide who may record; nothing completes twice.
+
+    The API (with the reconciler) and the workers reach Redis through two proxies whose black
+    holes start and end 3 s apart, as a partition reaches clients at different moments; this
+    also keeps the reconciler's lease sweeps out of step with the workers' renewals.
+    """
+    started = time.monotonic()
+    with ProxyThread("127.0.0.1", chaos_redis.port) as api_proxy, \
+            ProxyThread("127.0.0.1", chaos_redis.port) as worker_proxy:
+        cluster = ChaosCluster(tmp_path, chaos_db, worker_proxy.addr, api_redis_addr=api_proxy.addr)
+        cluster.start_api()
+        cluster.start_workers(2)
+        await cluster.wait_api()
+        async with Submitter(cluster.url, cluster.token) as sub:
+            feeder = _Feeder(sub, random.Random(6), batch=50, every=0.5, max_sleep=0.3)
+            feeding = asyncio.create_task(feeder.run())
+            try:
+                await asyncio.sleep(2.0)
+                # Long tasks running while Redis is dark: their leases live in PostgreSQL, and a worker
+                # that still reaches PostgreSQL must keep them (no lease expiry, one attempt each).
+                long_s = min(20.0, SIZES["blackhole_s"] / 2)  # longer than Redis's socket timeout (10 s)
+                await sub.tasks([{"sleep": long_s + i / 20, "long": True} for i in range(20)], "long")
+                feeder.tasks += 20
+                await asyncio.sleep(1.0)
+                hole_from = await _db_now(chaos_db)
+                api_proxy.blackhole(True)
+                await asyncio.sleep(3.0)
+                worker_proxy.blackhole(True)
+                await asyncio.sleep(SIZES["blackhole_s"] - 3.0)
+                api_proxy.blackhole(False)
+                await asyncio.sleep(3.0)
+                worker_proxy.blackhole(False)
+                hole_to = await _db_now(chaos_db)
+                healed = round(await _redis_in_step_after(chaos_db, chaos_redis.addr, hole_to, 60), 2)
+                await asyncio.sleep(2.0)
+            finally:
+                feeder.stop.set()
+                total = await feeding
+            async with await psycopg.AsyncConnection.connect(chaos_db, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE new_status = 'completed'),"
+                    " count(*) FILTER (WHERE new_status = 'failed' AND old_status = 'running')"
+                    " FROM chaos_transitions WHERE at BETWEEN %s AND %s",
+                    (hole_from, hole_to),
+                )
+                completed_in_hole, expired_in_hole = await cur.fetchone()  # type: ignore[misc]
+                cur = await conn.execute(
+                    "SELECT t.id, t.attempts, array_agg(a.outcome ORDER BY a.attempt) FROM taskflow_tasks t"
+                    " JOIN taskflow_attempts a ON a.task_id = t.id WHERE t.payload ? 'long' GROUP BY t.id"
+                )
+                long_tasks = await cur.fetchall()
+            figures: dict[str, Any] = {
+                "fault": f"Redis black-holed (nothing forwarded, nothing answered) for {SIZES['blackhole_s']:.0f} s "
+                "(API first, workers 3 s later)",
+                "faults_injected": 1,
+                "completions_recorded_during_blackhole": completed_in_hole,
+                "attempts_failed_or_expired_during_blackhole": expired_in_hole,
+                "redis_in_step_after_heal_s": healed,
+                "long_tasks_reattempted": sum(1 for _, attempts, _ in long_tasks if attempts > 1),
+            }
+            try:
+                await _finish("redis_blackhole", cluster, sub, chaos_db, chaos_redis.addr, total, started, figures)
+            finally:
+                cluster.stop()
+            # PostgreSQL leases decide: workers that still reach PostgreSQL keep their leases through
+            # the Redis outage, so the long tasks ran once and completed under their first fence.
+            async with await psycopg.AsyncConnection.connect(chaos_db, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT t.id, array_agg(a.outcome ORDER BY a.attempt) FROM taskflow_tasks t"
+                    " JOIN taskflow_attempts a ON a.task_id = t.id WHERE t.payload ? 'long' GROUP BY t.id"
+                )
+                outcomes = await cur.fetchall()
+            assert len(outcomes) == 20 and all(o == ["completed"] for _, o in outcomes), outcomes
