@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean bench bench-quick
+.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean bench bench-quick chaos chaos-nightly
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Taskflow needs Python 3.11 or newer"'
@@ -38,6 +38,14 @@ test: install lint-imports lint-chart
 
 unit: install
 	$(PY) -m pytest tests/unit
+
+# The fault-injection suite alone (docs/guarantees.md); `make test` runs it at CI size.
+chaos: install
+	$(PY) -m pytest tests/chaos -s
+
+# The same at nightly size (about 10x; hours, not minutes). Figures in tests/chaos/results/.
+chaos-nightly: install
+	TASKFLOW_CHAOS_SCALE=nightly $(PY) -m pytest tests/chaos -s
 
 # Taskflow vs Dramatiq, Celery, RQ and arq on this machine (bench/README.md). Writes bench/results/.
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
