@@ -191,3 +191,21 @@ def test_spec_rejected_status_keeps_other_conditions() -> None:
 def test_patch_interval_grows_with_size() -> None:
     assert b.status_patch_interval(4, 1.0) == pytest.approx(1.0008)
     assert b.status_patch_interval(10_000, 1.0) == pytest.approx(3.0)
+
+
+def test_kopf_diff_base_keeps_a_digest_not_the_spec() -> None:
+    import kopf
+
+    from taskflow.operator.main import DigestDiffBaseStorage
+
+    storage = DigestDiffBaseStorage(prefix="taskflow.io", key="last-handled-configuration")
+    spec = _spec([{"id": f"s{i}", "type": "noop"} for i in range(10_000)], [])
+    body = kopf.Body({"apiVersion": "taskflow.io/v1alpha1", "kind": "TaskDag",
+                      "metadata": {"name": "x", "labels": {"team": "a"}}, "spec": spec, "status": {"phase": "Running"}})  # fmt: skip
+    essence = storage.build(body=body)
+    assert set(essence["spec"]) == {"sha256"} and essence["metadata"]["labels"] == {"team": "a"}  # type: ignore[index]
+    assert "status" not in essence
+    edited = kopf.Body({**body, "spec": {**spec, "edges": [{"from": "s0", "to": "s1"}]}})
+    assert storage.build(body=edited)["spec"] != essence["spec"]  # type: ignore[index]
+    reordered = kopf.Body({**body, "spec": {"edges": [], "steps": spec["steps"]}})
+    assert storage.build(body=reordered)["spec"] == essence["spec"]  # type: ignore[index]
