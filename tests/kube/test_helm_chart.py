@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -494,9 +496,10 @@ def test_restricted_install_grants_only_the_watched_namespaces(helm: Helm, clust
 def test_operator_runs_with_only_the_charts_rbac(
     cluster: KubeTestCluster, installed: tuple[str, str], settings: Settings, tmp_path: Path
 ) -> None:
-    """`taskflow operator` and a worker as local processes, the operator authenticated with a
+    """`taskflow operator --api` and a worker as local processes, the operator authenticated with a
     token of the chart's operator ServiceAccount (not as admin): a TaskDag applied with kubectl
-    reaches Succeeded, the leader Lease is taken, Events are posted, and nothing is Forbidden."""
+    reaches Succeeded, the leader Lease is taken, Events are posted, nothing is Forbidden, and the
+    REST API (api.auth.mode=kubernetes, as installed) checks a caller's token with TokenReview."""
     namespace, _ = installed
     token = cluster.token_for_service_account(namespace, "tf-taskflow-operator", create=False)
     kubeconfig = cluster.kubeconfig_for_token(token, user="taskflow-operator-process")
@@ -518,11 +521,15 @@ def test_operator_runs_with_only_the_charts_rbac(
         "POD_NAMESPACE": namespace,
         "TASKFLOW_HTTP_PORT": str(free_port()),
         "TASKFLOW_OPERATOR_STATUS_MIN_INTERVAL": "0.2",
+        # What the installed release sets (in-cluster-values.yaml: api.auth.mode=kubernetes); in a
+        # pod the TokenReview identity is the in-cluster ServiceAccount, here its kubeconfig.
+        "TASKFLOW_AUTH_MODE": "kubernetes",
+        "TASKFLOW_AUTH_KUBE_AUDIENCE": "taskflow",
+        "TASKFLOW_AUTH_KUBE_KUBECONFIG": str(kubeconfig),
     }
     command = [sys.executable, "-m", "taskflow", "--log-level", "INFO"]
-    # The chart's operator arguments (leader election on the release's Lease), without --api:
-    # the REST API is tested elsewhere, and here the point is the Kubernetes side.
-    args = ["operator", "--leader-elect", "--lease-name", "tf-taskflow-operator"]
+    # The chart's operator arguments: all namespaces, leader election on the release's Lease.
+    args = ["operator", "--api", "--leader-elect", "--lease-name", "tf-taskflow-operator"]
     operator_log = tmp_path / "operator.log"
     with operator_log.open("wb") as log, running(command + args, operator_env, log) as operator, running(
         command + ["worker", "--queue", "default", "--concurrency", "4"],
@@ -539,6 +546,13 @@ def test_operator_runs_with_only_the_charts_rbac(
             what="the TaskDag to finish",
             log=operator_log,
         )
+        # A caller with a ServiceAccount token for our audience reads the run through the API.
+        caller = cluster.token_for_service_account(dags, "submitter")
+        audience_token = cluster.kubectl("create", "token", "submitter", "-n", dags, "--audience", "taskflow")
+        url = f"http://127.0.0.1:{operator_env['TASKFLOW_HTTP_PORT']}/api/v1/dags/{status['dagRunId']}"
+        assert http_status(url, audience_token.stdout.strip()) == 200
+        assert http_status(url, caller) == 401  # a token for the apiserver's audience is refused
+        assert http_status(url, None) == 401
         # Held while the operator runs (released on a clean stop).
         lease = json.loads(cluster.kubectl("get", "lease", "tf-taskflow-operator", "-n", namespace, "-o", "json").stdout)
         assert lease["spec"].get("holderIdentity") == "tf-taskflow-operator-test-0", lease
@@ -586,3 +600,13 @@ def wait_for(
             assert process.poll() is None, f"{process.args} exited {process.returncode}:\n{log.read_text()[-4000:]}"
         assert time.monotonic() < deadline, f"no {what} after {timeout}s: {value}\n{log.read_text()[-4000:]}"
         time.sleep(0.3)
+
+
+def http_status(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code)
