@@ -110,6 +110,9 @@ def test_lint_and_template(helm: Helm, values: Path | None) -> None:
     check_rbac(manifests)
     check_workers(manifests)
     check_no_literal_secrets(manifests)
+    (hook,) = by_kind(manifests, "Pod")  # `helm test`: GET /ready through the Service
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    compile(hook["spec"]["containers"][0]["command"][2], "helm-test-ready", "exec")
 
 
 def check_pod_security(manifests: list[Manifest]) -> None:
@@ -324,6 +327,9 @@ def test_every_pod_is_admitted_under_restricted_pod_security(
         }
         for w in by_kind(manifests, "Deployment") + by_kind(manifests, "StatefulSet")
     ]
+    # The `helm test` hook pod, as it is.
+    pods += [{**pod, "metadata": {"name": pod["metadata"]["name"], "namespace": restricted_namespace}}
+             for pod in by_kind(manifests, "Pod")]
     result = cluster.kubectl(
         "apply", "--dry-run=server", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods})
     )
