@@ -267,6 +267,7 @@ def test_restricted_values_use_roles_in_the_watched_namespaces(helm: Helm) -> No
          "minReplicas (9) is above maxReplicas (2)"),
         (["--set-json", 'workers=[{"name": "w", "queues": ["q"]}, {"name": "w", "queues": ["r"]}]'],
          'the name "w" is used twice'),
+        (["--set", "operator.leaderElection=false"], "needs operator.leaderElection=true"),
         (["--set", "api.auth.mode=maybe"], "value must be one of"),
         (["--set", "api.auth.tokensSecret.name="], "set api.auth.tokensSecret.name"),
         ([], "set postgresql.external.host"),
