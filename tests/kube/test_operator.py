@@ -518,3 +518,11 @@ def test_second_replica_waits_then_takes_over(env: Env) -> None:
     ns = env.namespace()
     env.apply(ns, yaml.safe_load((EXAMPLES / "diamond.yaml").read_text()))
     assert env.wait_phase(ns, "diamond", "Succeeded", "Failed")["phase"] == "Succeeded"
+
+
+def test_leader_that_loses_its_lease_stops(env: Env) -> None:
+    # Another holder appears (e.g. this replica was partitioned away and its Lease expired).
+    env.cluster.kubectl("patch", "lease", "taskflow-operator", "-n", SYSTEM_NS, "--type=merge",
+                        "-p", json.dumps({"spec": {"holderIdentity": "intruder"}}))  # fmt: skip
+    assert env.operator.wait(timeout=30) == 1
+    assert "another replica took the Lease" in env.procs.log_of(env.operator)
