@@ -308,6 +308,14 @@ def test_cycle_is_invalid_and_nothing_is_written(env: Env) -> None:
     uid = env.get(ns, "taskdag", "cycle")["metadata"]["uid"]  # type: ignore[index]
     assert env.runs_with_key(f"taskdag:{uid}") == []
 
+    # An Invalid TaskDag never ran, so fixing its spec submits it (the immutability rule does not apply).
+    env.cluster.kubectl("patch", "tdag", "cycle", "-n", ns, "--type=merge",
+                        "-p", json.dumps({"spec": {"edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "c"}]}}))  # fmt: skip
+    fixed = env.wait_phase(ns, "cycle", "Succeeded", "Failed")
+    assert fixed["phase"] == "Succeeded" and fixed["submittedGeneration"] == 2
+    assert {c["type"]: c["status"] for c in fixed["conditions"]}["Valid"] == "True"
+    assert len(env.runs_with_key(f"taskdag:{uid}")) == 1
+
 
 def test_schema_rejects_what_it_can_catch(env: Env) -> None:
     ns = env.namespace()
