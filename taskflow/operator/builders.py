@@ -331,20 +331,21 @@ def events_for_change(
             continue
         state = STATE_BY_TASK_STATUS[s.status]
         error = s.error_message or "no error message"
+        # Both checks, not either: a step can be retried and then dead-lettered between two looks.
+        if s.retry_count > seen.retries:
+            step_events.append(
+                KubeEvent(
+                    "Warning",
+                    "StepRetrying",
+                    _clip(f"step {s.step_id!r} failed and is retried (retry {s.retry_count}): {error}"),
+                )
+            )
         if state == "DeadLettered" and seen.state != "DeadLettered":
             step_events.append(
                 KubeEvent(
                     "Warning",
                     "StepDeadLettered",
                     _clip(f"step {s.step_id!r} failed after {s.attempts} attempt(s) and was dead-lettered: {error}"),
-                )
-            )
-        elif s.retry_count > seen.retries:
-            step_events.append(
-                KubeEvent(
-                    "Warning",
-                    "StepRetrying",
-                    _clip(f"step {s.step_id!r} failed and is retried (retry {s.retry_count}): {error}"),
                 )
             )
     events: list[KubeEvent] = step_events[:max_step_events]

@@ -165,6 +165,12 @@ def test_retry_seen_late_still_posts_one_event() -> None:
     assert [e.reason for e in events] == ["StepRetrying"]
 
 
+def test_retry_and_dead_letter_between_two_looks_give_both_events() -> None:
+    run = _run({"a": (TaskStatus.DLQ, 1)}, DagRunStatus.FAILED, error="boom")
+    events = b.events_for_change({"a": b.StepSeen("Queued", 0)}, run, "Running", max_step_events=10)
+    assert [e.reason for e in events] == ["StepRetrying", "StepDeadLettered", "RunFailed"]
+
+
 def test_unknown_steps_get_no_events_and_step_events_are_capped() -> None:
     run = _run({f"s{i}": (TaskStatus.DLQ, 0) for i in range(30)}, DagRunStatus.FAILED, error="x")
     assert [e.reason for e in b.events_for_change(None, run, "Failed", max_step_events=10)] == []
