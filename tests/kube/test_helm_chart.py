@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -433,22 +432,50 @@ CLUSTER_MUST_NOT = [("get", "secrets"), ("delete", "namespaces"), ("create", "cu
 def can_i(
     cluster: KubeTestCluster, kubeconfig: Path, checks: list[tuple[str, str, str | None]]
 ) -> dict[tuple[str, str, str | None], bool]:
-    """`kubectl auth can-i VERB RESOURCE [-n NS | -A]` for each check, as the kubeconfig's identity."""
+    """Ask the API server, as the kubeconfig's identity, whether it may do each (verb, resource, ns).
 
-    def one(check: tuple[str, str, str | None]) -> bool:
-        verb, resource, namespace = check
-        scope = ["-n", namespace] if namespace else ["--all-namespaces"]
-        # `can-i get pods/x` would ask about the pod named x: subresources go in --subresource.
+    This is what `kubectl auth can-i` does (a SelfSubjectAccessReview per question), batched into
+    one `kubectl create` of a List so that a hundred questions cost one process;
+    `test_access_reviews_agree_with_kubectl_auth_can_i` shows both give the same answers.
+    """
+    reviews = []
+    for verb, resource, namespace in checks:
         resource, _, subresource = resource.partition("/")
-        if subresource:
-            scope.append(f"--subresource={subresource}")
-        result = cluster.kubectl("auth", "can-i", verb, resource, *scope, kubeconfig=kubeconfig, check=False)
-        answer = result.stdout.strip()
-        assert answer in {"yes", "no"}, f"kubectl auth can-i {verb} {resource}: {result.stderr}{answer}"
-        return answer == "yes"
+        name, _, group = resource.partition(".")
+        attributes = {"verb": verb, "resource": name, "group": group, "subresource": subresource}
+        if namespace:
+            attributes["namespace"] = namespace
+        reviews.append({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        })
+    result = cluster.kubectl(
+        "create", "-o", "json", "-f", "-", kubeconfig=kubeconfig,
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": reviews}),
+    )
+    # One JSON document per review, one after the other.
+    items: list[Manifest] = []
+    decoder, text, at = json.JSONDecoder(), result.stdout, 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        item, at = decoder.raw_decode(text, at)
+        items.extend(item["items"] if item.get("kind") == "List" else [item])
+    assert len(items) == len(checks), result.stdout[:2000]
+    return {check: bool(item["status"].get("allowed")) for check, item in zip(checks, items, strict=True)}
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(checks, pool.map(one, checks), strict=True))
+
+def kubectl_auth_can_i(cluster: KubeTestCluster, kubeconfig: Path, check: tuple[str, str, str | None]) -> bool:
+    verb, resource, namespace = check
+    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+    # `can-i get pods/x` would ask about the pod named x: subresources go in --subresource.
+    resource, _, subresource = resource.partition("/")
+    if subresource:
+        scope.append(f"--subresource={subresource}")
+    result = cluster.kubectl("auth", "can-i", verb, resource, *scope, kubeconfig=kubeconfig, check=False)
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, f"kubectl auth can-i {verb} {resource}: {result.stderr}{answer}"
+    return answer == "yes"
 
 
 def assert_answers(answers: dict[tuple[str, str, str | None], bool], expected: bool) -> None:
@@ -475,6 +502,24 @@ def test_operator_service_account_has_exactly_what_it_needs(
     worker_config = cluster.kubeconfig_for_token(worker_token, user="taskflow-worker")
     worker_checks = [(v, r, namespace) for v, r in OPERATOR_NEEDS + LEASES + [("get", "secrets")]]
     assert_answers(can_i(cluster, worker_config, worker_checks), False)
+
+
+def test_access_reviews_agree_with_kubectl_auth_can_i(cluster: KubeTestCluster, installed: tuple[str, str]) -> None:
+    namespace, _ = installed
+    token = cluster.token_for_service_account(namespace, "tf-taskflow-operator", create=False)
+    kubeconfig = cluster.kubeconfig_for_token(token, user="taskflow-operator-can-i")
+    sample = [
+        ("patch", "taskdags.taskflow.io/status", namespace),
+        ("update", "deployments.apps/scale", namespace),
+        ("create", "events.events.k8s.io", namespace),
+        ("watch", "namespaces", None),
+        ("get", "secrets", namespace),
+        ("create", "pods/exec", namespace),
+        ("delete", "deployments.apps", namespace),
+    ]
+    batched = can_i(cluster, kubeconfig, sample)
+    assert [batched[c] for c in sample] == [True, True, True, True, False, False, False]
+    assert {c: kubectl_auth_can_i(cluster, kubeconfig, c) for c in sample} == batched
 
 
 def test_restricted_install_grants_only_the_watched_namespaces(helm: Helm, cluster: KubeTestCluster) -> None:
