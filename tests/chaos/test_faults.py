@@ -409,7 +409,10 @@ async def test_redis_blackholed(tmp_path: Path, chaos_db: str, chaos_redis: Redi
     started = time.monotonic()
     with ProxyThread("127.0.0.1", chaos_redis.port) as api_proxy, \
             ProxyThread("127.0.0.1", chaos_redis.port) as worker_proxy:
-        cluster = ChaosCluster(tmp_path, chaos_db, worker_proxy.addr, api_redis_addr=api_proxy.addr)
+        # A 2 s lease: renewals every 0.67 s leave room for a loaded machine, and one renewal
+        # held up by a Redis call (10 s socket timeout) still loses it, which the test must catch.
+        timings = {**CHAOS_TIMINGS, "TASKFLOW_LOCK_TTL": "2.0"}
+        cluster = ChaosCluster(tmp_path, chaos_db, worker_proxy.addr, api_redis_addr=api_proxy.addr, timings=timings)
         cluster.start_api()
         cluster.start_workers(2)
         await cluster.wait_api()
