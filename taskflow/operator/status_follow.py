@@ -111,18 +111,22 @@ class StatusFollower:
                     self._on_event(event)
             except Unavailable as exc:
                 log.warning("status notifications interrupted (%s); resubscribing", exc)
+            except Exception:  # e.g. a message that is not JSON: never let it stop the operator
+                log.exception("status notifications failed; resubscribing")
             # Anything published while not subscribed is lost: read every followed run again.
             for run_id in list(self._runs):
                 self.mark_dirty(run_id)
             await asyncio.sleep(_RESUBSCRIBE_S)
 
-    def _on_event(self, event: Mapping[str, Any]) -> None:
+    def _on_event(self, event: Any) -> None:
+        if not isinstance(event, Mapping):
+            return
         ids: set[str] = set()
         for task in event.get("tasks") or []:
-            if task.get("dag_run_id"):
+            if isinstance(task, Mapping) and isinstance(task.get("dag_run_id"), str):
                 ids.add(task["dag_run_id"])
         for run in event.get("dag_runs") or []:
-            if run.get("id"):
+            if isinstance(run, Mapping) and isinstance(run.get("id"), str):
                 ids.add(run["id"])
         for raw in ids:
             try:

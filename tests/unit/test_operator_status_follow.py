@@ -104,6 +104,8 @@ async def test_unrelated_runs_and_bad_ids_are_ignored() -> None:
     engine, kube = FakeEngine(), FakeKube()
     follower = StatusFollower(engine, kube, OperatorSettings())  # type: ignore[arg-type]
     follower._on_event({"tasks": [{"dag_run_id": "not-a-uuid"}, {"dag_run_id": str(uuid.uuid4())}], "dag_runs": []})
+    for garbage in ([1, 2], "x", {"tasks": [None, 3], "dag_runs": [{"id": 7}]}, {"tasks": "nope"}):
+        follower._on_event(garbage)  # malformed notifications are ignored, never raised
     assert not follower.following(RUN)
 
 
