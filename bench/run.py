@@ -43,6 +43,7 @@ from bench.systems.base import REPO, Env, System
 
 log = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
+PROFILE_DIR: Path | None = None
 TEMPLATE_DB = "bench_template"
 
 
@@ -149,6 +150,11 @@ class Workers:
             penv.update(extra(env))
         log_dir.mkdir(parents=True, exist_ok=True)
         for i, cmd in enumerate(system.worker_commands(env)):
+            if PROFILE_DIR is not None:  # --profile: sample each worker with py-spy (collapsed stacks)
+                PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+                prof = PROFILE_DIR / f"{system.name}-{i}-{int(time.time())}.txt"
+                cmd = [str(Path(env.python).parent / "py-spy"), "record", "--format", "raw", "--rate", "250",
+                       "--subprocesses", "--nonblocking", "-o", str(prof), "--", *cmd]
             out = open(log_dir / f"{system.name}-{i}.log", "ab")
             self.procs.append(
                 subprocess.Popen(cmd, env=penv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
@@ -157,6 +163,14 @@ class Workers:
             out.close()
 
     def stop(self) -> None:
+        if PROFILE_DIR is not None:  # py-spy writes its output on SIGINT
+            for p in self.procs:
+                os.kill(p.pid, signal.SIGINT)
+            for p in self.procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
         for p in self.procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -508,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     p.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="besides enqueue and burn-down (always run)")
     p.add_argument("--bulk", type=int, help="override the bulk-enqueue / burn-down size")
+    p.add_argument("--size", action="append", default=[], metavar="NAME=N",
+                   help="override one size (single, bulk, roundtrips, chain, fanout, dag, warmup)")
+    p.add_argument("--profile", action="store_true", help="run the workers under py-spy; stacks in results/logs/")
     p.add_argument("--data-dir", type=Path, help="where the servers keep their data (default: a temp dir)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -517,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.bulk:
         sizes = Sizes(**{**sizes.__dict__, "bulk": args.bulk})
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if key not in ("single", "bulk", "roundtrips", "chain", "fanout", "dag", "warmup") or not value.isdigit():
+            raise SystemExit(f"--size {item!r}: use NAME=N with NAME one of single, bulk, roundtrips, chain, fanout, dag, warmup")
+        sizes = Sizes(**{**sizes.__dict__, key: int(value)})
     trials = args.trials or (1 if args.quick else 5)
     profiles = (args.profiles or ("durable" if args.quick else "as-shipped,durable")).split(",")
     names = args.systems.split(",")
@@ -525,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="taskflow-bench-"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     log_dir = RESULTS / "logs" / stamp
+    if args.profile:
+        global PROFILE_DIR
+        PROFILE_DIR = log_dir / "profiles"
     servers = start_servers(data_dir)
     # The adapters' modules read these at import time, in the driver as in the workers.
     os.environ["BENCH_REDIS_URL"] = servers.redis_url

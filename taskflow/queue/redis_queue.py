@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
@@ -98,6 +98,46 @@ class RedisQueue:
             await self.client.sadd(keys.QUEUES_KEY, queue)
             self._announced.add(queue)
         return added
+
+    @_redis_errors_as_unavailable
+    async def apply_changes(
+        self,
+        *,
+        finished: Mapping[str, Sequence[UUID]],
+        ready: Mapping[str, Sequence[str]],
+        removed: Mapping[str, Sequence[tuple[UUID, str]]],
+        event: dict[str, Any] | None,
+    ) -> None:
+        """Mirror one batch of committed changes in one round trip: drop the leases of finished
+        tasks, enqueue ready ones (enqueue.lua, 'new' mode), take removed ones out, publish the event.
+
+        A non-transactional pipeline: each command still runs on its own, in this order, as the
+        separate calls did. If Redis fails part-way, PostgreSQL already holds the truth and the
+        reconciler repairs what is missing (the caller logs and carries on).
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue, ids in finished.items():
+                if ids:
+                    pipe.zrem(keys.QueueKeys.of(queue).leases, *[str(t) for t in ids])
+            for queue, members in ready.items():
+                qk = keys.QueueKeys.of(queue)
+                for start in range(0, len(members), _ENQUEUE_CHUNK):
+                    chunk = members[start : start + _ENQUEUE_CHUNK]
+                    await self._enqueue(keys=qk.all(), args=["new", *chunk], client=pipe)
+                if members and queue not in self._announced:
+                    pipe.sadd(keys.QUEUES_KEY, queue)
+            for queue, entries in removed.items():
+                if entries:
+                    qk = keys.QueueKeys.of(queue)
+                    members = [m for _, m in entries]
+                    pipe.zrem(qk.ready, *members)
+                    pipe.zrem(qk.delayed, *members)
+                    pipe.zrem(qk.leases, *[str(t) for t, _ in entries])
+            if event is not None:
+                pipe.publish(keys.EVENTS_CHANNEL, orjson.dumps(event))
+            if pipe.command_stack:
+                await pipe.execute()
+        self._announced.update(q for q, members in ready.items() if members)
 
     @_redis_errors_as_unavailable
     async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimResult:
