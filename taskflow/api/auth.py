@@ -50,7 +50,8 @@ class AuthConfigError(TaskflowError):
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates; keep them, never raise on them.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ def _uuid(request: web.Request, name: str, what: str) -> UUID:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:  # isdigit alone takes "٣"
         raise InvalidInput("limit must be a whole number from 1 to 1000")
     return int(raw)
 

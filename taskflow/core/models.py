@@ -76,8 +76,8 @@ class DagStep(_Request):
 
 
 class DagEdge(_Request):
-    from_: str = Field(alias="from", serialization_alias="from")
-    to: str
+    from_: str = Field(alias="from", serialization_alias="from", pattern=_STEP_ID)
+    to: str = Field(pattern=_STEP_ID)
 
 
 class DagSubmission(_Request):

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from taskflow.core.errors import Conflict, NotFound, Unavailable
+from taskflow.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from taskflow.store.migrate import migrate
 from taskflow.store.queries import QUERIES
 
@@ -147,6 +147,10 @@ class Store:
                 await asyncio.sleep(0.01 * attempt)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # PoolTimeout included
                 raise Unavailable(f"PostgreSQL is unavailable: {_safe(exc)}") from exc
+            except psycopg.DataError as exc:
+                # A value PostgreSQL cannot store (e.g. NUL in text or jsonb) that got past validation:
+                # the caller's input, not our failure; the transaction was rolled back.
+                raise InvalidInput(f"PostgreSQL cannot store this input: {_safe(exc)}") from exc
         raise AssertionError("unreachable")
 
     async def _fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -203,3 +204,16 @@ async def test_client_reads_the_token_from_the_environment(
     async with AsyncClient(api.url) as tf:
         with pytest.raises(Unauthenticated, match="not valid"):
             await tf.enqueue_task("noop")
+
+
+@pytest.mark.parametrize("raw_token", [b"\xff\xfe\xed", "ä-token-0123456789abcdef".encode(), b"a" * 8000])
+async def test_odd_header_bytes_are_401_not_500(api: Api, raw_token: bytes) -> None:
+    """Header bytes that are not UTF-8 (aiohttp hands them over as surrogates) are just a wrong token."""
+    host, port = api.url.split("//")[1].rstrip("/").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + raw_token
+                 + b"\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]

@@ -11,6 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from taskflow.api.app import create_app
+from taskflow.core.errors import InvalidInput
+from taskflow.core.models import DagSubmission, TaskSubmission
 from taskflow.core.settings import Settings
 from taskflow.engine import Engine
 from tests.writes import written
@@ -69,6 +71,8 @@ REJECTED: list[tuple[str, str, Any, int, str]] = [
                                    + [{"from": "s1", "to": "s2"}]}, 400, "at most 4 edges"),
     ("step-id", "/api/v1/dags", {"steps": [{"id": "a b", "type": "noop"}]}, 400, "steps.0.id"),
     ("step-id-length", "/api/v1/dags", {"steps": [{"id": "a" * 64, "type": "noop"}]}, 400, "steps.0.id"),
+    ("edge-end", "/api/v1/dags", {"steps": [{"id": "a", "type": "noop"}], "edges": [{"from": "a", "to": "x" * 64}]},
+     400, "edges.0.to"),
     ("queue-upper", "/api/v1/tasks", task(queue="Default"), 400, "queue"),
     ("queue-key-injection", "/api/v1/tasks", task(queue="a}:{b"), 400, "queue"),
     ("queue-length", "/api/v1/tasks", task(queue="q" * 64), 400, "queue"),
@@ -150,7 +154,7 @@ async def test_go_zero_time_means_now(api: tuple[aiohttp.ClientSession, str], li
 
 
 @pytest.mark.parametrize("query", ["type=a%20b", "queue=UPPER", "queue=a%00", "type=x%00", "status=done",
-                                   "limit=0", "limit=1001", "cursor=not-a-uuid", "dag_run_id=zzz"])
+                                   "limit=0", "limit=1001", "limit=%D9%A3", "cursor=not-a-uuid", "dag_run_id=zzz"])
 async def test_bad_list_filters_are_400(api: tuple[aiohttp.ClientSession, str], query: str) -> None:
     session, url = api
     async with session.get(f"{url}/api/v1/tasks?{query}") as resp:
@@ -171,3 +175,25 @@ async def test_batch_size_limit(engine: Engine, settings: Settings) -> None:
             assert await written(engine) == before
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(
+    "submission",
+    [{"type": "noop", "payload": {"a": "x\u0000"}}, {"type": "noop", "idempotency_key": "k"},
+     {"steps": [{"id": "a", "type": "noop", "payload": ["\u0000"]}]}],
+)
+async def test_values_postgres_cannot_store_are_invalid_input_below_the_api_too(
+    engine: Engine, submission: dict[str, Any]
+) -> None:
+    """The engine path (used by the operator) gets the same answer as the API, from the store boundary."""
+    before = await written(engine)
+    if "steps" in submission:
+        call = engine.submit_dag(DagSubmission.model_validate(submission))
+    else:
+        model = TaskSubmission.model_validate(submission)
+        if model.idempotency_key:  # the model refuses NUL here, so bypass it the way buggy code could
+            model = model.model_copy(update={"idempotency_key": "k\u0000"})
+        call = engine.submit_task(model)
+    with pytest.raises(InvalidInput, match="PostgreSQL cannot store this input"):
+        await call
+    assert await written(engine) == before
