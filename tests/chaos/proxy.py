@@ -152,7 +152,6 @@ class FaultProxy:
     postgres: bool = False
     stats: ProxyStats = field(default_factory=ProxyStats)
     delay_s: float = 0.0
-    _blackholed: bool = False
     _commit_cut_probability: float = 0.0
     _commit_cut_budget: int = 0
     _server: asyncio.base_events.Server | None = None
@@ -186,7 +185,6 @@ class FaultProxy:
 
     def blackhole(self, on: bool) -> None:
         assert self._healed is not None
-        self._blackholed = on
         if on:
             self._healed.clear()
         else:
