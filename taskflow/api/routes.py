@@ -32,7 +32,11 @@ def _model_response(model: BaseModel, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()  # at most TASKFLOW_MAX_BODY_BYTES (aiohttp answers 413 beyond)
+    try:
+        # At most TASKFLOW_MAX_BODY_BYTES after decompression (aiohttp raises 413 beyond, so a gzip bomb stops there).
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip over bytes that are not gzip
+        raise InvalidInput(f"the request body could not be read ({exc}); send JSON, plain or gzip-compressed") from None
     data = parse_json_object(raw, max_depth=request.app[SETTINGS].max_json_depth)
     return model.model_validate(data)
 

@@ -87,22 +87,31 @@ async def test_fuzzed_requests_never_fail_with_5xx_and_rejections_write_nothing(
             if "requestBody" in op:
                 schema = op["requestBody"]["content"]["application/json"]["schema"]
                 body = data.draw(request_bodies(schema, defs), label="body")
-            auth = data.draw(st.sampled_from(["good"] * 4 + ["missing", "wrong", "basic"]), label="auth")
+            auth = data.draw(st.sampled_from(["good"] * 5 + ["missing", "wrong", "basic", "random"]), label="auth")
+            junk = data.draw(st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), max_size=60))
             headers = {"Content-Type": "application/json",
                        **({"Authorization": f"Bearer {TOKEN}"} if auth == "good" else {}),
                        **({"Authorization": f"Bearer {TOKEN[:-1]}?"} if auth == "wrong" else {}),
-                       **({"Authorization": f"Basic {TOKEN}"} if auth == "basic" else {})}
+                       **({"Authorization": f"Basic {TOKEN}"} if auth == "basic" else {}),
+                       **({"Authorization": f"Bearer {junk}"} if auth == "random" else {})}
+            encoding = data.draw(st.sampled_from([None] * 6 + ["gzip", "deflate", "identity", "x-unknown"]))
+            if encoding is not None and body is not None:
+                headers["Content-Encoding"] = encoding  # the body is not compressed: must be a clean 400
 
             before = on_loop(loop, written(engine))
             status, raw, challenge = on_loop(loop, send(method, url, body, headers))
             seen[status] = seen.get(status, 0) + 1
             assert status < 500, (method, url, body, raw)
+            # aiohttp's HTTP parser refuses a body it cannot decompress (deflate) before our code runs, even
+            # before authentication, with a plain-text 400; everything that reaches the app answers JSON.
+            parser_refused = status == 400 and "Content-Encoding" in headers and not raw.startswith(b"{")
             if status >= 400:
-                answer = orjson.loads(raw)
-                assert isinstance(answer, dict) and isinstance(answer.get("error"), str), raw
+                if not parser_refused:
+                    answer = orjson.loads(raw)
+                    assert isinstance(answer, dict) and isinstance(answer.get("error"), str), raw
                 assert on_loop(loop, written(engine)) == before, (method, url, body, status, raw)
             open_path = url_path in ("/health", "/ready")
-            if auth != "good" and not open_path:
+            if auth != "good" and not open_path and not parser_refused:
                 assert status == 401 and challenge and challenge.startswith("Bearer"), (method, url, status)
             if status == 401:
                 assert auth != "good" and not open_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -197,3 +198,19 @@ async def test_values_postgres_cannot_store_are_invalid_input_below_the_api_too(
     with pytest.raises(InvalidInput, match="PostgreSQL cannot store this input"):
         await call
     assert await written(engine) == before
+
+
+async def test_compressed_bodies(api: tuple[aiohttp.ClientSession, str], limited: Engine) -> None:
+    """gzip is read, a gzip bomb stops at the body limit (counted after decompression), broken gzip is a 400."""
+    session, url = api
+    before = await written(limited)
+    bomb = gzip.compress(b'{"type": "noop", "payload": "' + b"0" * 20_000_000 + b'"}', 9)  # ~20 KB -> 20 MB
+    for body, status in [(bomb, 413), (b"this is not gzip", 400)]:
+        async with session.post(url + "/api/v1/tasks", data=body,
+                                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}) as resp:
+            assert resp.status == status, await resp.text()
+            assert "error" in await resp.json()
+    assert await written(limited) == before
+    async with session.post(url + "/api/v1/tasks", data=gzip.compress(b'{"type": "noop"}'),
+                            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}) as resp:
+        assert resp.status == 202
