@@ -110,9 +110,9 @@ def run_dev(args: argparse.Namespace) -> int:
         print(f"PostgreSQL: {env['TASKFLOW_POSTGRES_DSN']}\nRedis:      {env['TASKFLOW_REDIS_ADDR']}")
         me = [sys.executable, "-m", "taskflow", "--log-level", "WARNING"]
         children.append(subprocess.Popen([*me, "api"], env=env))
-        _wait_http(url + "/health", 60, children[0])
-        for i in range(args.workers):
+        for i in range(args.workers):  # started beside the API: their start-up overlaps its migrations
             children.append(subprocess.Popen([*me, "worker"], env={**env, "TASKFLOW_WORKER_ID": f"dev-worker-{i}"}))
+        _wait_http(url + "/health", 60, children[0])
         print(f"API:        {url}   ({args.workers} workers; `source {env_file}` in another shell)")
         if args.submit:
             code = _show_progress(url, args.submit, token)
