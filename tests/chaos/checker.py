@@ -9,7 +9,8 @@ Invariants (names are the keys of `Report.violations`):
 - `lost`: every acknowledged task and DAG run exists and is terminal;
 - `completed_once`: at most one recorded completion per task, and the completion that was
   recorded came from the current fence: the stored result carries the fence of the handler
-  execution that produced it, which must be the task's last fence and a real execution;
+  execution that produced it, which must be the task's last fence and a real execution; every
+  worker-written outcome (completed, failed) matches a handler that ended that way under that fence;
 - `transitions`: each task's recorded status changes start at `queued`/`pending`, follow the
   allowed table, chain without gaps and end at the status the task has;
 - `dag_order`: every run terminal and consistent with its steps; no step started (or any of its
@@ -183,6 +184,14 @@ def _check_completed_once(
     out: list[str],
 ) -> int:
     double = 0
+    ended = {(e.task_id, e.fence, e.event) for e in h.executions if e.event in ("ok", "fail")}
+    for a in h.attempts:
+        # A worker's write must come from a handler that really ended that way under that fence
+        # (the suite's handlers fail only on purpose, and log it before raising).
+        if a.outcome == "completed" and (a.task_id, a.fence, "ok") not in ended:
+            out.append(f"task {a.task_id}: attempt {a.attempt} recorded completed, but no handler finished under fence {a.fence}")
+        elif a.outcome in ("failed", "dead_lettered") and (a.task_id, a.fence, "fail") not in ended:
+            out.append(f"task {a.task_id}: attempt {a.attempt} recorded {a.outcome}, but no handler failed under fence {a.fence}")
     for task in h.tasks.values():
         attempts = attempts_by_task.get(task.id, [])
         completed = [a for a in attempts if a.outcome == "completed"]

@@ -146,6 +146,7 @@ def test_completed_run_with_unfinished_steps_detected() -> None:
 def test_too_many_attempts_detected() -> None:
     h = _clean()
     h.attempts.append(Attempt(C, 3, 7, "w1", "dead_lettered", "RuntimeError: boom"))
+    h.executions += [Execution(C, 7, 3, "w1", "start"), Execution(C, 7, 3, "w1", "fail")]
     _only(check(h).violations, "attempts")
 
 
@@ -191,3 +192,16 @@ def test_redis_holding_a_finished_task_detected() -> None:
     _only(check(h).violations, "redis_in_step")
     h.redis_live_leases = {UUID(int=1)}
     _only(check(h).violations, "redis_in_step")
+
+
+def test_failure_written_without_a_failing_handler_detected() -> None:
+    h = _clean()
+    # Fence 1 of A was lost to a kill; a write of `failed` under it would be a stale write.
+    h.attempts = [dataclasses.replace(a, outcome="failed") if (a.task_id, a.fence) == (A, 1) else a for a in h.attempts]
+    _only(check(h).violations, "completed_once")
+
+
+def test_completion_without_a_finished_handler_detected() -> None:
+    h = _clean()
+    h.executions = [e for e in h.executions if not (e.task_id == B and e.event == "ok")]
+    _only(check(h).violations, "completed_once")
