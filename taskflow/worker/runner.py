@@ -257,12 +257,12 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = max(self.settings.lock_ttl / 3, 0.05)
-        while True:
-            await asyncio.sleep(interval)
+        while True:  # beat first: the operator sees a new worker (and its idle slots) at once
             try:
                 await self._renew_all()
             except Unavailable as exc:
                 log.warning("cannot renew leases: %s", exc)
+            await asyncio.sleep(interval)
 
     async def _renew_all(self) -> None:
         held = [(i, f.task.fence) for i, f in self._inflight.items() if not f.lost]
