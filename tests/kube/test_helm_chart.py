@@ -1,12 +1,20 @@
 """The Helm chart against the real helm binary and a real kube-apiserver.
 
-`helm lint` / `helm template` with the default values and every charts/taskflow/ci/*.yaml; the
-values schema refusing bad values; the rendered chart accepted by the API server
-(`kubectl apply --dry-run=server`); `helm install` creating what the operator needs; `helm
-upgrade` keeping the autoscaler's replica counts and the generated database password; and least
-privilege proven with a real token of the chart's operator ServiceAccount (`kubectl auth can-i`).
+- `helm lint --strict` / `helm template` with the default values and every charts/taskflow/ci/*.yaml,
+  and what the rendered objects must say (restricted security contexts, worker annotations and
+  grace periods, no wildcard or Secrets in RBAC, no plain-text passwords);
+- the values schema (and the templates' own checks) refusing bad values;
+- the rendered chart accepted by the API server (`kubectl apply --dry-run=server`), and every pod
+  admitted by its PodSecurity admission enforcing "restricted";
+- `helm install` creating what the operator needs; `helm upgrade` keeping the autoscaler's replica
+  counts and the generated database password;
+- least privilege, asked of the API server with real tokens of the chart's ServiceAccounts
+  (SelfSubjectAccessReviews, as `kubectl auth can-i`), for all-namespaces and restricted installs;
+- the real `taskflow operator --api` running with only the chart's operator token: a TaskDag
+  reaches Succeeded, the Lease is held, Events are posted, TokenReview-based API auth works.
 
-There is no controller-manager: Deployments get no pods, so nothing here runs a container.
+There is no controller-manager: Deployments get no pods; the operator and a worker run as local
+processes against the test PostgreSQL and Redis.
 """
 
 from __future__ import annotations
@@ -138,7 +146,7 @@ def check_pod_security(manifests: list[Manifest]) -> None:
 
 
 def check_rbac(manifests: list[Manifest]) -> None:
-    """No wildcard anywhere, no Secrets, and only the workers' ServiceAccount has no binding."""
+    """No wildcard anywhere, no Secrets, only the operator's ServiceAccount bound to anything."""
     for role in by_kind(manifests, "ClusterRole") + by_kind(manifests, "Role"):
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
@@ -188,7 +196,7 @@ def check_no_literal_secrets(manifests: list[Manifest]) -> None:
     for workload in by_kind(manifests, "Deployment") + by_kind(manifests, "StatefulSet"):
         for container in workload["spec"]["template"]["spec"]["containers"]:
             for name, entry in env_of(container).items():
-                if "PASSWORD" in name or name == "TASKFLOW_POSTGRES_DSN" and "value" not in entry:
+                if "PASSWORD" in name or (name == "TASKFLOW_POSTGRES_DSN" and "value" not in entry):
                     assert set(entry["valueFrom"]) == {"secretKeyRef"}, f"{name} must come from a Secret"
                 value = entry.get("value", "")
                 if "://" in value and "@" in value:  # a URL with user info: no password in it
