@@ -204,6 +204,40 @@ def check_no_literal_secrets(manifests: list[Manifest]) -> None:
                     assert ":" not in userinfo, f"{name} carries a password in plain text: {value}"
 
 
+# Read by the CLI itself (`--log-level` default), not by a settings class.
+CLI_ENV = {"TASKFLOW_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: "defaults" if v is None else v.stem)
+def test_rendered_env_is_understood_by_taskflow(
+    helm: Helm, values: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every TASKFLOW_* variable the chart sets is a real setting (pydantic-settings ignores unknown
+    ones, so a typo would silently do nothing) and the values parse, as the containers would."""
+    from taskflow.operator.config import OperatorSettings
+
+    known = {f"TASKFLOW_{name.upper()}" for name in Settings.model_fields} | CLI_ENV
+    known |= {f"TASKFLOW_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    manifests = render(helm, *values_args(values))
+    for deployment in by_kind(manifests, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        unknown = {name for name in env if name.startswith("TASKFLOW_")} - known
+        assert not unknown, f"{deployment['metadata']['name']} sets unknown settings {unknown}"
+        for name in list(os.environ):
+            if name.startswith("TASKFLOW_"):
+                monkeypatch.delenv(name)
+        for name, entry in env.items():
+            # secretKeyRef / fieldRef values exist only in a pod: a stand-in of the right shape.
+            value = entry.get("value", "postgresql://u@h/db" if name.endswith("_DSN") else "from-the-pod")
+            monkeypatch.setenv(name, value)
+        settings = Settings()
+        OperatorSettings()
+        assert settings.http_port == 8080
+        if container["args"][0] == "worker":
+            assert settings.shutdown_grace == float(env["TASKFLOW_SHUTDOWN_GRACE"]["value"])
+
+
 def test_eks_values_use_tls_for_rds_and_elasticache(helm: Helm) -> None:
     manifests = render(helm, "-f", str(CHART / "ci" / "eks-values.yaml"))
     for deployment in by_kind(manifests, "Deployment"):
