@@ -150,6 +150,11 @@ def check(h: History) -> Report:
         "executions": len(executions),
         "duplicate_executions": duplicates,
         "lease_expired_attempts": sum(1 for a in h.attempts if a.outcome == "lease_expired"),
+        # Ran out of retries through lost leases (kills, pauses, cut starts), not handler failures.
+        "dlq_by_lease_expiry": sum(
+            1 for t in h.tasks.values()
+            if t.status == "dlq" and attempts_by_task.get(t.id) and attempts_by_task[t.id][-1].outcome == "lease_expired"
+        ),
         "violations": sum(len(found) for found in v.values()),
     }
     return Report(violations=v, figures=figures)
