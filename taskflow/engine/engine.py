@@ -275,6 +275,15 @@ class Engine:
                 status[name] = exc.message
         return status
 
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """For open probe endpoints: `ok`/`unavailable` per service; the errors themselves go to the log only."""
+        checks = await self.health()
+        for name, problem in checks.items():
+            if problem != "ok":
+                log.warning("not ready: %s: %s", name, problem)
+        public = {name: "ok" if problem == "ok" else "unavailable" for name, problem in checks.items()}
+        return all(v == "ok" for v in public.values()), public
+
 
 def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)

@@ -48,8 +48,7 @@ def health_app(engine: Engine) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def ready(_: web.Request) -> web.Response:
-        checks = await engine.health()
-        ok = all(v == "ok" for v in checks.values())
+        ok, checks = await engine.readiness()
         return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
     app = web.Application()
