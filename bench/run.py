@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 
 from bench.record import COUNTER_KEY, DONE_KEY
 from bench.systems.base import REPO, Env, System
+from taskflow.cli.loop import run_service
 
 log = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
@@ -571,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = systems[trial % len(systems):] + systems[: trial % len(systems)]
                 log.info("profile %s, trial %d/%d: %s", profile, trial + 1, trials, ", ".join(s.name for s in order))
                 for system in order:
-                    turn = asyncio.run(run_turn(system, servers, sizes, profile, log_dir, workloads))
+                    turn = run_service(run_turn(system, servers, sizes, profile, log_dir, workloads))
                     turn["trial"] = trial
                     results["turns"].append(turn)
                     _save(results)

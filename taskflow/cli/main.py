@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from taskflow.cli.loop import run_service
 from taskflow.core.errors import TaskflowError
 from taskflow.core.settings import Settings
 
@@ -139,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "api":
             from taskflow.api.app import serve_api
 
-            asyncio.run(serve_api(_settings(http_port=args.port), reconcile=not args.no_reconcile))
+            run_service(serve_api(_settings(http_port=args.port), reconcile=not args.no_reconcile))
             return 0
         if args.command == "worker":
             from taskflow.worker.process import serve_worker
 
-            asyncio.run(serve_worker(_settings(queues=args.queues, concurrency=args.concurrency, imports=args.imports)))
+            run_service(serve_worker(_settings(queues=args.queues, concurrency=args.concurrency, imports=args.imports)))
             return 0
         if args.command == "operator":
             return _operator(args)
@@ -174,7 +175,7 @@ def _operator(args: argparse.Namespace) -> int:
         from taskflow.api.app import create_app
 
         web_app = functools.partial(create_app, settings=settings)
-    return asyncio.run(run_operator(settings, op, web_app=web_app, reconcile=not args.no_reconcile))
+    return run_service(run_operator(settings, op, web_app=web_app, reconcile=not args.no_reconcile))
 
 
 async def _migrate(settings: Settings) -> int:

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from taskflow.core.errors import Unavailable
 from taskflow.queue import keys
@@ -123,7 +123,7 @@ class RedisQueue:
                 qk = keys.QueueKeys.of(queue)
                 for start in range(0, len(members), _ENQUEUE_CHUNK):
                     chunk = members[start : start + _ENQUEUE_CHUNK]
-                    await self._enqueue(keys=qk.all(), args=["new", *chunk], client=pipe)
+                    pipe.evalsha(self._enqueue.sha, len(qk.all()), *qk.all(), "new", *chunk)
                 if members and queue not in self._announced:
                     pipe.sadd(keys.QUEUES_KEY, queue)
             for queue, entries in removed.items():
@@ -136,19 +136,46 @@ class RedisQueue:
             if event is not None:
                 pipe.publish(keys.EVENTS_CHANNEL, orjson.dumps(event))
             if pipe.command_stack:
-                await pipe.execute()
+                await self._execute(pipe)
         self._announced.update(q for q, members in ready.items() if members)
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        """Run a pipeline that calls our scripts by EVALSHA.
+
+        redis-py's own script support asks Redis `SCRIPT EXISTS` before every such pipeline: one
+        more round trip on the hot paths. Here a script Redis does not know (after a restart) is
+        loaded and its call repeated, only then.
+        """
+        commands = [args for args, _ in pipe.command_stack]
+        results = await pipe.execute(raise_on_error=False)
+        for i, (args, result) in enumerate(zip(commands, results, strict=True)):
+            if isinstance(result, NoScriptError):
+                for script in (self._claim, self._enqueue):
+                    await self.client.script_load(script.script)
+                results[i] = await self.client.execute_command(*args)
+            elif isinstance(result, Exception):
+                raise result
+        return results
 
     @_redis_errors_as_unavailable
     async def claim(self, queue: str, count: int, lease_ms: int) -> ClaimResult:
         qk = keys.QueueKeys.of(queue)
         out = await self._claim(keys=[qk.ready, qk.delayed, qk.leases], args=[count, lease_ms, _PROMOTE_LIMIT])
-        next_delayed = int(out[1])
-        return ClaimResult(
-            members=[str(m) for m in out[2:]],
-            redis_now_ms=int(out[0]),
-            next_delayed_ms=None if next_delayed < 0 else next_delayed,
-        )
+        return _claim_result(out)
+
+    @_redis_errors_as_unavailable
+    async def wait_and_claim(self, queue: str, timeout_s: float, count: int, lease_ms: int) -> ClaimResult:
+        """Block until a wake-up arrives or the timeout passes, then claim: one round trip.
+
+        The claim is pipelined behind the BLPOP, so Redis runs it the moment the BLPOP returns
+        instead of after a reply to the worker and its next request.
+        """
+        qk = keys.QueueKeys.of(queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.blpop([qk.wake], timeout=max(timeout_s, 0.01))
+            pipe.evalsha(self._claim.sha, 3, qk.ready, qk.delayed, qk.leases, count, lease_ms, _PROMOTE_LIMIT)
+            _, out = await self._execute(pipe)
+        return _claim_result(out)
 
     @_redis_errors_as_unavailable
     async def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
@@ -276,3 +303,13 @@ class RedisQueue:
     @_redis_errors_as_unavailable
     async def forget_worker(self, worker_id: str) -> None:
         await self.client.delete(keys.worker_key(worker_id))
+
+
+def _claim_result(out: list[Any]) -> ClaimResult:
+    """claim.lua's reply: {now_ms, next_delayed_ms or -1, member, ...}."""
+    next_delayed = int(out[1])
+    return ClaimResult(
+        members=[str(m) for m in out[2:]],
+        redis_now_ms=int(out[0]),
+        next_delayed_ms=None if next_delayed < 0 else next_delayed,
+    )

@@ -29,6 +29,7 @@ import orjson
 from taskflow.core.errors import LeaseLost, PermanentTaskError, Unavailable
 from taskflow.core.settings import Settings
 from taskflow.engine import Engine
+from taskflow.queue import ClaimResult
 from taskflow.queue.keys import task_id_of
 from taskflow.store import StartedTask
 from taskflow.worker.context import TaskContext
@@ -127,27 +128,29 @@ class Worker:
         lease_ms = int(self.settings.lock_ttl * 1000)
         turn = 0
         failures = 0
+        idle_wait: float | None = None  # set after a round found nothing: wait for work before the next
         while not self._stopping.is_set():
             if len(self._inflight) >= self.settings.concurrency:
                 self._slot_freed.clear()
                 await _first(self._slot_freed.wait(), self._stopping.wait())
                 continue
             try:
-                claimed, wait_s = await self._claim_round(queues[turn:] + queues[:turn], lease_ms)
+                if idle_wait is not None and len(queues) == 1:
+                    claimed, wait_s = await self._wait_and_claim(queues[0], idle_wait, lease_ms)
+                else:
+                    if idle_wait is not None:
+                        await _first(self.engine.queue.wait_for_work(queues, idle_wait), self._stopping.wait())
+                    claimed, wait_s = await self._claim_round(queues[turn:] + queues[:turn], lease_ms)
+                    turn = (turn + 1) % len(queues)
                 failures = 0
             except Unavailable as exc:
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("cannot claim (%s); retrying in %.2fs", exc, delay)
                 await _first(asyncio.sleep(delay), self._stopping.wait())
+                idle_wait = None
                 continue
-            turn = (turn + 1) % len(queues)
-            if not claimed:
-                try:
-                    await _first(self.engine.queue.wait_for_work(queues, wait_s), self._stopping.wait())
-                except Unavailable as exc:
-                    log.warning("cannot wait for work: %s", exc)
-                    await _first(asyncio.sleep(self.settings.poll_interval), self._stopping.wait())
+            idle_wait = None if claimed else wait_s
 
     async def _claim_round(self, queues: Sequence[str], lease_ms: int) -> tuple[int, float]:
         """Claim from each queue while slots are free; return (tasks started, seconds to wait if none)."""
@@ -158,23 +161,51 @@ class Worker:
             if free <= 0 or self._stopping.is_set():
                 break
             claim = await self.engine.queue.claim(queue, min(free, self.settings.claim_batch), lease_ms)
-            if claim.next_delayed_ms is not None:
-                wait_s = min(wait_s, max(0.0, (claim.next_delayed_ms - claim.redis_now_ms) / 1000))
-            if not claim.members:
-                continue
-            ids = [task_id_of(m) for m in claim.members]
-            try:
-                started = await self.engine.start(ids, self.worker_id)
-            except Unavailable:
-                # Postgres never saw these leave; give them back so nobody waits for the reconciler.
-                await self.engine.put_back_unstarted(queue, claim.members)
-                raise
-            for task in started:
-                entry = _InFlight(task)
-                self._inflight[task.id] = entry
-                entry.runner = asyncio.create_task(self._execute(entry), name=f"task-{task.id}")
-            started_total += len(started)
+            wait_s = _wait_after(claim, wait_s)
+            started_total += await self._start_claimed(queue, claim)
         return started_total, wait_s
+
+    async def _wait_and_claim(self, queue: str, wait_s: float, lease_ms: int) -> tuple[int, float]:
+        """Idle on one queue: block for a wake-up and claim in the same round trip."""
+        free = self.settings.concurrency - len(self._inflight)
+        claiming = asyncio.ensure_future(
+            self.engine.queue.wait_and_claim(queue, wait_s, min(free, self.settings.claim_batch), lease_ms)
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not claiming.done():
+                # Stopping. Redis runs the claim when the wait ends, so take its answer (at most one
+                # wait away) and put what it claimed back rather than leave it leased in Redis.
+                await asyncio.wait({claiming}, timeout=wait_s + 1.0)
+        finally:
+            stopping.cancel()
+            if not claiming.done():
+                claiming.cancel()  # Redis does not answer: the reconciler repairs what it claimed
+        if claiming.cancelled():
+            return 0, wait_s
+        claim = claiming.result()
+        return await self._start_claimed(queue, claim), _wait_after(claim, self.settings.poll_interval)
+
+    async def _start_claimed(self, queue: str, claim: ClaimResult) -> int:
+        """Start claimed tasks in PostgreSQL (which hands out the fences) and run them."""
+        if not claim.members:
+            return 0
+        if self._stopping.is_set():
+            await self.engine.put_back_unstarted(queue, claim.members)
+            return 0
+        ids = [task_id_of(m) for m in claim.members]
+        try:
+            started = await self.engine.start(ids, self.worker_id)
+        except Unavailable:
+            # Postgres never saw these leave; give them back so nobody waits for the reconciler.
+            await self.engine.put_back_unstarted(queue, claim.members)
+            raise
+        for task in started:
+            entry = _InFlight(task)
+            self._inflight[task.id] = entry
+            entry.runner = asyncio.create_task(self._execute(entry), name=f"task-{task.id}")
+        return len(started)
 
     # --- execute --------------------------------------------------------------------------------------
 
@@ -317,6 +348,13 @@ class Worker:
             if entry is not None:
                 entry.lost = True
             raise LeaseLost(f"task {task.id} is no longer held by this worker (lease expired or task cancelled)")
+
+
+def _wait_after(claim: ClaimResult, wait_s: float) -> float:
+    """How long an idle worker may wait: until the next delayed task falls due, at most `wait_s`."""
+    if claim.next_delayed_ms is None:
+        return wait_s
+    return min(wait_s, max(0.0, (claim.next_delayed_ms - claim.redis_now_ms) / 1000))
 
 
 def _describe(exc: BaseException) -> str:
