@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean bench bench-quick chaos chaos-nightly
+.PHONY: install run dev test unit lint-imports lint-chart sync-crds clean bench bench-quick chaos chaos-nightly load
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Taskflow needs Python 3.11 or newer"'
@@ -54,6 +54,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench.run
+
+# Noops and a chain through the REST API of `taskflow dev` with 2 workers (bench/api_load.py).
+load: install
+	scripts/api-load.sh
 
 # One trial, smaller sizes, durable profile only: about 5 minutes.
 bench-quick: $(VENV)/.bench-installed

@@ -9,9 +9,11 @@ bytes both ways and, on command, injects one of these faults:
   black hole resumes intact (as TCP would after retransmission) and one whose client gave
   up is closed;
 - `delay(seconds)`: hold every chunk this long before forwarding it;
-- `cut_after_commit(probability, budget)` (PostgreSQL only): when a client sends `COMMIT`,
-  let the server commit, then close the connection instead of delivering the server's
-  `CommandComplete`, so the client cannot know whether its transaction committed.
+- `cut_after_commit(probability, budget)` (PostgreSQL only): when a client commits -- it sends
+  `COMMIT`, or a statement that writes outside a transaction block (autocommit: the statement
+  is its own transaction, committed before the server's `ReadyForQuery`) -- let the server
+  commit, then close the connection instead of delivering the reply, so the client cannot
+  know whether its write committed.
 
 The proxy runs on its own event loop in a daemon thread (`ProxyThread`) so the test code may
 block (subprocess waits, sleeps) without stalling the traffic; the fault switches are plain
@@ -19,7 +21,9 @@ attributes read by the pumps, set from the test thread.
 
 For the COMMIT cut, the proxy follows the PostgreSQL wire protocol (v3) just enough: the first
 client message is untyped (length, code), every later message in both directions is a type
-byte and a length. Use `sslmode=disable` and `gssencmode=disable` in DSNs that go through it:
+byte and a length. Each simple `Query` and each extended-protocol `Sync` gets exactly one
+`ReadyForQuery` (which carries the transaction status); a statement "writes" if its SQL (sent
+in `Parse`, or a prepared statement's earlier `Parse`) matches `_WRITES`. Use `sslmode=disable` and `gssencmode=disable` in DSNs that go through it:
 an encrypted stream cannot be followed (the proxy then forwards it untouched).
 """
 
@@ -28,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,18 +43,20 @@ _CHUNK = 65536
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 _COMMIT_QUERIES = {b"COMMIT", b"COMMIT;", b"END", b"END;"}
+# SQL that changes data, Taskflow's write functions included.
+_WRITES = re.compile(rb"\b(insert|update|delete|copy)\b|\btaskflow_(complete|fail|cancel_tasks)\(", re.IGNORECASE)
 
 
 @dataclass
 class ProxyStats:
     connections: int = 0
     cuts: int = 0  # connections closed by cut_all
-    commits_seen: int = 0
-    commit_cuts: int = 0  # connections closed between COMMIT and its reply
+    commits_seen: int = 0  # COMMITs and autocommitted writes
+    commit_cuts: int = 0  # connections closed between a commit and its reply
 
 
 class _PgFollower:
-    """Frames one PostgreSQL connection's messages and decides where to cut after COMMIT."""
+    """Frames one PostgreSQL connection's messages and decides where to cut after a commit."""
 
     def __init__(self, should_cut: Callable[[], bool]) -> None:
         self._should_cut = should_cut
@@ -57,7 +65,10 @@ class _PgFollower:
         self._client_started = False  # past the untyped start-up messages
         self._server_raw_bytes = 0  # single-byte answers to SSL/GSS requests still expected
         self.opaque = False  # encrypted: cannot follow, forward as is
-        self._cut_armed = 0  # COMMITs sent whose reply must be swallowed
+        self._idle = True  # no transaction block open, as of the server's last ReadyForQuery
+        self._writes: dict[bytes, bool] = {}  # prepared statement name -> its SQL writes
+        self._batch_writes = False  # an extended-protocol batch (up to Sync) binds a write
+        self._replies: deque[bool] = deque()  # per ReadyForQuery still to come: swallow and cut?
 
     def from_client(self, data: bytes) -> None:
         if self.opaque:
@@ -85,9 +96,23 @@ class _PgFollower:
                 return
             body = buf[5 : 1 + length]
             self._client_buf = buf[1 + length :]
-            if kind == b"Q" and body.rstrip(b"\x00").strip().upper() in _COMMIT_QUERIES:
-                if self._should_cut():
-                    self._cut_armed += 1
+            self._client_message(kind, body)
+
+    def _client_message(self, kind: bytes, body: bytes) -> None:
+        if kind == b"Q":  # simple query: one ReadyForQuery follows
+            sql = body.rstrip(b"\x00").strip()
+            commits = sql.upper() in _COMMIT_QUERIES or (self._idle and bool(_WRITES.search(sql)))
+            self._replies.append(commits and self._should_cut())
+        elif kind == b"P":  # Parse: statement name, SQL, ...
+            name, sql = body.split(b"\x00", 2)[:2]
+            self._writes[name] = bool(_WRITES.search(sql))
+        elif kind == b"B":  # Bind: portal name, statement name, ...
+            statement = body.split(b"\x00", 2)[1]
+            self._batch_writes |= self._writes.get(statement, False)
+        elif kind == b"S":  # Sync: ends the batch, commits it when no transaction block is open
+            commits = self._idle and self._batch_writes
+            self._batch_writes = False
+            self._replies.append(commits and self._should_cut())
 
     def from_server(self, data: bytes) -> tuple[bytes, bool]:
         """Bytes to forward now, and whether to cut the connection after them."""
@@ -119,11 +144,16 @@ class _PgFollower:
             (length,) = struct.unpack("!I", buf[1:5])
             if len(buf) < 1 + length:
                 break
-            if kind == b"C" and self._cut_armed and buf[5 : 1 + length].startswith(b"COMMIT"):
-                # The server committed; the client never hears of it.
-                return bytes(out), True
-            out += buf[: 1 + length]
             self._server_buf = buf[1 + length :]
+            swallow = bool(self._replies) and self._replies[0]
+            if kind == b"Z":  # ReadyForQuery: the batch is over (committed, if it was to commit)
+                self._idle = buf[5:6] == b"I"
+                if self._replies:
+                    self._replies.popleft()
+                if swallow:
+                    return bytes(out), True  # the server committed; the client never hears of it
+            if not swallow:
+                out += buf[: 1 + length]
         return bytes(out), False
 
 

@@ -362,7 +362,11 @@ async def _gt(count: Any, floor: int) -> bool:
 
 
 async def test_connection_cut_after_commit(tmp_path: Path, chaos_db: str, chaos_redis: RedisServer) -> None:
-    """The reply to COMMIT never arrives (500 times): retried writes must not complete anything twice."""
+    """The reply to a commit never arrives (500 times): retried writes must not complete anything twice.
+
+    A commit is a COMMIT or, for the single-statement writes Taskflow sends in autocommit mode
+    (a worker's start, complete, fail, lease renewal), the statement itself.
+    """
     started = time.monotonic()
     target = urlsplit(chaos_db)
     assert target.hostname and target.port
@@ -383,7 +387,8 @@ async def test_connection_cut_after_commit(tmp_path: Path, chaos_db: str, chaos_
                 feeder.stop.set()
                 total = await feeding
             figures: dict[str, Any] = {
-                "fault": "proxy closes the connection after the server committed, before the client sees COMMIT's reply",
+                "fault": "proxy closes the connection after the server committed (COMMIT or an autocommitted write), "
+                "before the client sees the reply",
                 "faults_injected": proxy.stats.commit_cuts,
                 "commits_seen": proxy.stats.commits_seen,
                 "proxied_connections": proxy.stats.connections,

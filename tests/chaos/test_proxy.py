@@ -128,3 +128,27 @@ def test_cut_after_commit_commits_but_never_replies(db_dsn: str) -> None:
         assert rows == [1, 2, 3], "the cut transaction must have committed"
         assert proxy.stats.commit_cuts == 1
         assert proxy.stats.commits_seen == 3
+
+
+def test_cut_after_autocommitted_write_commits_but_never_replies(db_dsn: str) -> None:
+    # Taskflow's hot writes are single statements in autocommit mode: no COMMIT is sent, the
+    # server commits before its ReadyForQuery. Prepared statements (psycopg prepares a query
+    # it has run a few times) carry no SQL in later executions; the proxy remembers it.
+    parts = urlsplit(db_dsn)
+    assert parts.hostname and parts.port
+    with ProxyThread(parts.hostname, parts.port, postgres=True) as proxy:
+        proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+        proxied += "?sslmode=disable&gssencmode=disable"
+        with psycopg.connect(db_dsn, autocommit=True) as direct:
+            direct.execute("CREATE TABLE chaos_probe_auto (n integer)")
+        with psycopg.connect(proxied, autocommit=True) as conn:
+            conn.execute("INSERT INTO chaos_probe_auto VALUES (%s)", (1,), prepare=True)
+            proxy.cut_after_commit(probability=1.0, budget=1)
+            assert conn.execute("SELECT count(*) FROM chaos_probe_auto").fetchone() == (1,)  # reads pass
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("INSERT INTO chaos_probe_auto VALUES (%s)", (2,), prepare=True)
+        with psycopg.connect(db_dsn) as direct:
+            rows = [r[0] for r in direct.execute("SELECT n FROM chaos_probe_auto ORDER BY n")]
+        assert rows == [1, 2], "the cut statement must have committed"
+        assert proxy.stats.commit_cuts == 1
+        assert proxy.stats.commits_seen == 2  # the two INSERTs; the SELECT commits nothing
