@@ -41,11 +41,11 @@ from tests.chaos.proxy import ProxyThread
 
 SIZES: dict[str, Any] = {
     "ci": {
-        "kill_tasks": 20_000, "pauses": 200, "redis_kills": 3, "pg_restarts": 2, "commit_cuts": 500,
+        "kill_tasks": 20_000, "kill_spread_s": 40.0, "pauses": 200, "redis_kills": 3, "pg_restarts": 2, "commit_cuts": 500,
         "blackhole_s": 60.0, "random_dags": 1_000,
     },
     "nightly": {
-        "kill_tasks": 200_000, "pauses": 2_000, "redis_kills": 10, "pg_restarts": 6, "commit_cuts": 5_000,
+        "kill_tasks": 200_000, "kill_spread_s": 400.0, "pauses": 2_000, "redis_kills": 10, "pg_restarts": 6, "commit_cuts": 5_000,
         "blackhole_s": 180.0, "random_dags": 10_000,
     },
 }[SCALE]
@@ -68,8 +68,12 @@ def _standalone_payloads(rng: random.Random, n: int, *, max_sleep: float = 0.01)
 
 
 async def _submit_mix(sub: Submitter, rng: random.Random, total: int, *, dag_share: float, batch: int = 500,
-                      parallel: int = 4) -> int:
-    """Submit `total` tasks, `dag_share` of them as steps of random DAGs; return the task count."""
+                      parallel: int = 4, spread_s: float = 0.0) -> int:
+    """Submit `total` tasks, `dag_share` of them as steps of random DAGs; return the task count.
+
+    With `spread_s`, the submissions are spread evenly over that many seconds (at the most), so
+    that faults injected at a fixed pace keep hitting work in flight however fast it drains.
+    """
     jobs: list[Any] = []
     dag_steps = 0
     while dag_steps < total * dag_share:
@@ -84,9 +88,14 @@ async def _submit_mix(sub: Submitter, rng: random.Random, total: int, *, dag_sha
     for job in jobs:
         queue.put_nowait(job)
 
+    started, gap = time.monotonic(), spread_s / max(len(jobs), 1)
+    taken = [0]
+
     async def run() -> None:
         while not queue.empty():
             job = queue.get_nowait()
+            taken[0] += 1
+            await asyncio.sleep(max(0.0, started + (taken[0] - 1) * gap - time.monotonic()))
             if job[0] == "dag":
                 await sub.dag(job[1], job[2], job[3])
             else:
@@ -166,7 +175,8 @@ async def test_worker_sigkilled_every_2s(tmp_path: Path, chaos_db: str, chaos_re
     killer = asyncio.create_task(_killer(cluster, names, 2.0, stop))
     try:
         async with Submitter(cluster.url, cluster.token) as sub:
-            total = await _submit_mix(sub, random.Random(1), SIZES["kill_tasks"], dag_share=0.2)
+            total = await _submit_mix(sub, random.Random(1), SIZES["kill_tasks"], dag_share=0.2,
+                                      spread_s=SIZES["kill_spread_s"])
             figures: dict[str, Any] = {}
             await drain(chaos_db, total, timeout=TIMEOUT_S / 2)
             stop.set()
