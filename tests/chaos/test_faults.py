@@ -42,11 +42,11 @@ from tests.chaos.proxy import ProxyThread
 SIZES: dict[str, Any] = {
     "ci": {
         "kill_tasks": 20_000, "kill_spread_s": 40.0, "pauses": 200, "redis_kills": 3, "pg_restarts": 2, "commit_cuts": 500,
-        "blackhole_s": 60.0, "random_dags": 1_000,
+        "blackhole_s": 60.0, "random_dags": 1_000, "random_dags_spread_s": 20.0,
     },
     "nightly": {
         "kill_tasks": 200_000, "kill_spread_s": 400.0, "pauses": 2_000, "redis_kills": 10, "pg_restarts": 6, "commit_cuts": 5_000,
-        "blackhole_s": 180.0, "random_dags": 10_000,
+        "blackhole_s": 180.0, "random_dags": 10_000, "random_dags_spread_s": 200.0,
     },
 }[SCALE]
 TIMEOUT_S = 600 if SCALE == "ci" else 6 * 3600
@@ -508,10 +508,12 @@ async def test_random_dags_under_kills(tmp_path: Path, chaos_db: str, chaos_redi
     try:
         async with Submitter(cluster.url, cluster.token) as sub:
             pending = list(enumerate(dags))
+            gap = SIZES["random_dags_spread_s"] / len(dags)  # spread out, so the kills meet running DAGs
 
             async def submit() -> None:
                 while pending:
                     i, (steps, edges) = pending.pop()
+                    await asyncio.sleep(max(0.0, started + (len(dags) - 1 - i) * gap - time.monotonic()))
                     await sub.dag(steps, edges, f"random-{i}")
 
             submitting = asyncio.gather(*(submit() for _ in range(8)))
