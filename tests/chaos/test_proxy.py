@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -104,12 +105,18 @@ def test_delay_holds_each_chunk(echo_port: int) -> None:
             assert time.monotonic() - started >= 0.4
 
 
-def test_cut_after_commit_commits_but_never_replies(db_dsn: str) -> None:
+@contextlib.contextmanager
+def _pg_proxy(db_dsn: str) -> Iterator[tuple[ProxyThread, str]]:
+    """A PostgreSQL-following proxy in front of the test database, and a DSN that goes through it."""
     parts = urlsplit(db_dsn)
     assert parts.hostname and parts.port
     with ProxyThread(parts.hostname, parts.port, postgres=True) as proxy:
         proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
-        proxied += "?sslmode=disable&gssencmode=disable"
+        yield proxy, proxied + "?sslmode=disable&gssencmode=disable"
+
+
+def test_cut_after_commit_commits_but_never_replies(db_dsn: str) -> None:
+    with _pg_proxy(db_dsn) as (proxy, proxied):
         with psycopg.connect(db_dsn, autocommit=True) as direct:
             direct.execute("CREATE TABLE chaos_probe (n integer)")
         with psycopg.connect(proxied, autocommit=True) as conn:
@@ -134,11 +141,7 @@ def test_cut_after_autocommitted_write_commits_but_never_replies(db_dsn: str) ->
     # Taskflow's hot writes are single statements in autocommit mode: no COMMIT is sent, the
     # server commits before its ReadyForQuery. Prepared statements (psycopg prepares a query
     # it has run a few times) carry no SQL in later executions; the proxy remembers it.
-    parts = urlsplit(db_dsn)
-    assert parts.hostname and parts.port
-    with ProxyThread(parts.hostname, parts.port, postgres=True) as proxy:
-        proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
-        proxied += "?sslmode=disable&gssencmode=disable"
+    with _pg_proxy(db_dsn) as (proxy, proxied):
         with psycopg.connect(db_dsn, autocommit=True) as direct:
             direct.execute("CREATE TABLE chaos_probe_auto (n integer)")
         with psycopg.connect(proxied, autocommit=True) as conn:
