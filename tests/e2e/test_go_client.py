@@ -27,7 +27,7 @@ def go_client_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reason = "Go is needed to build the seed-compatible Go client"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)")
-        pytest.skip(reason)
+        pytest.skip(reason=reason)
     binary = tmp_path_factory.mktemp("goclient") / "goclient"
     subprocess.run([go, "build", "-o", str(binary), "."], cwd=GO_CLIENT, check=True, timeout=300,
                    env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"})
