@@ -193,12 +193,6 @@ class RedisQueue:
         return any(d.result() is not None for d in done)
 
     @_redis_errors_as_unavailable
-    async def release_leases(self, queue: str, task_ids: Iterable[UUID]) -> None:
-        ids = [str(t) for t in task_ids]
-        if ids:
-            await self.client.zrem(keys.QueueKeys.of(queue).leases, *ids)
-
-    @_redis_errors_as_unavailable
     async def extend_leases(self, queue: str, task_ids: Iterable[UUID], deadline_ms: int) -> None:
         mapping = {str(t): deadline_ms for t in task_ids}
         if mapping:
